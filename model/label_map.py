@@ -1,0 +1,114 @@
+"""From component outputs to moderation labels: the mapping table and how confidences combine.
+
+Every component reports named scores in [0, 1] (a detector's best box per class, a classifier's
+class probability). ``LABEL_RULES`` says which taxonomy label each score is evidence for. A
+label's confidence is 100 x the strongest evidence for it or for any label below it, so a level-3
+label always arrives with its level-2 parent and level-1 grandparent, at least as confident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+from model.taxonomy import ancestors, label
+
+__all__ = ["LabelRule", "LABEL_RULES", "UNMAPPED_OUTPUTS", "moderation_labels", "mapped_labels"]
+
+
+class LabelRule(NamedTuple):
+    signal: str  # "<component>/<output>"
+    label: str  # taxonomy name the score is evidence for
+    why: str
+
+
+# One row per component output that carries evidence. Read top to bottom, this is the whole
+# behaviour of the default model.
+LABEL_RULES: tuple[LabelRule, ...] = (
+    # NudeNet 320n: YOLOv8 body-part detector. Exposed parts map to their level-3 labels.
+    LabelRule("nudenet/FEMALE_GENITALIA_EXPOSED", "Exposed Female Genitalia", "same concept"),
+    LabelRule("nudenet/MALE_GENITALIA_EXPOSED", "Exposed Male Genitalia", "same concept"),
+    LabelRule("nudenet/BUTTOCKS_EXPOSED", "Exposed Buttocks or Anus", "same concept"),
+    LabelRule("nudenet/ANUS_EXPOSED", "Exposed Buttocks or Anus", "same concept"),
+    LabelRule("nudenet/FEMALE_BREAST_EXPOSED", "Exposed Female Nipple", "exposed breast box"),
+    LabelRule("nudenet/MALE_BREAST_EXPOSED", "Exposed Male Nipple", "exposed chest box"),
+    # Covered intimate parts are what swimwear and underwear look like to the detector.
+    LabelRule(
+        "nudenet/FEMALE_GENITALIA_COVERED",
+        "Female Swimwear or Underwear",
+        "covered groin box: bikini bottoms, briefs",
+    ),
+    LabelRule(
+        "nudenet/FEMALE_BREAST_COVERED",
+        "Female Swimwear or Underwear",
+        "covered breast box: bikini tops, bras",
+    ),
+    # open_nsfw: Yahoo's whole-image pornography classifier. It says "explicit" without saying
+    # which kind, so it supports only the level-1 label.
+    LabelRule("open_nsfw/nsfw", "Explicit", "P(NSFW) of the whole image"),
+)
+
+# Outputs that are read but carry no honest evidence for any label of the taxonomy.
+UNMAPPED_OUTPUTS: tuple[str, ...] = tuple(
+    f"nudenet/{name}"
+    for name in (
+        "FACE_FEMALE",
+        "FACE_MALE",
+        "FEET_EXPOSED",
+        "FEET_COVERED",
+        "BELLY_EXPOSED",
+        "BELLY_COVERED",
+        "ARMPITS_EXPOSED",
+        "ARMPITS_COVERED",
+        "BUTTOCKS_COVERED",  # clothed buttocks: jeans as much as swimwear
+        "ANUS_COVERED",
+    )
+) + ("open_nsfw/sfw",)
+
+_RULES_BY_SIGNAL: dict[str, list[str]] = {}
+for _rule in LABEL_RULES:
+    label(_rule.label)  # fail at import on a misspelt label
+    _RULES_BY_SIGNAL.setdefault(_rule.signal, []).append(_rule.label)
+
+
+def _round(confidence: float) -> float:
+    return round(float(confidence), 4)
+
+
+def moderation_labels(
+    signals: Mapping[str, float], min_confidence: float
+) -> list[dict[str, object]]:
+    """The ``ModerationLabels`` of a DetectModerationLabels response for one image.
+
+    ``signals`` maps "<component>/<output>" to a score in [0, 1]; unknown signals are ignored.
+    A label is returned when its reported (rounded) confidence is at least ``min_confidence``
+    (0-100). Order: most confident first, then
+    deepest level first, then by name, so that equal inputs give byte-equal outputs.
+    """
+    confidence: dict[str, float] = {}
+    for signal, score in signals.items():
+        if score <= 0.0:  # no evidence at all (e.g. no box above the detector's threshold)
+            continue
+        for name in _RULES_BY_SIGNAL.get(signal, ()):
+            value = 100.0 * float(score)
+            for name_or_parent in ancestors(name):
+                if value > confidence.get(name_or_parent, -1.0):
+                    confidence[name_or_parent] = value
+    kept = [(name, c) for name, c in confidence.items() if _round(c) >= min_confidence]
+    kept.sort(key=lambda item: (-_round(item[1]), -label(item[0]).level, item[0]))
+    return [_label_entry(name, c) for name, c in kept]
+
+
+def _label_entry(name: str, confidence: float) -> dict[str, object]:
+    entry = label(name)
+    return {
+        "Confidence": _round(confidence),
+        "Name": entry.name,
+        "ParentName": entry.parent,
+        "TaxonomyLevel": entry.level,
+    }
+
+
+def mapped_labels() -> Iterable[str]:
+    """Every label the rules can emit, ancestors included."""
+    return sorted({name for rule in LABEL_RULES for name in ancestors(rule.label)})

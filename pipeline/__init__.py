@@ -1,0 +1,1 @@
+"""The bulk moderation pipeline: options, graph construction and the ``run`` entry point."""

@@ -1,0 +1,82 @@
+"""The bulk moderation graph: manifest in, results and manifest summary out."""
+
+from __future__ import annotations
+
+import uuid
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler
+
+from model.handler import ModerationModelHandler
+from pipeline.options import ModerationOptions, source_schemes
+from transforms.images import LoadImages
+from transforms.manifest import ReadManifest, ValidateManifestLine
+from transforms.moderation import ModerateImages, ReportProgress
+from transforms.output import BuildSummary, PublishOutputs, WriteResults
+from transforms.storage import OutputStore, S3Settings, join
+
+__all__ = ["default_model_handler", "build_pipeline"]
+
+
+def default_model_handler(options: ModerationOptions) -> ModelHandler:
+    return ModerationModelHandler(
+        components=options.components,
+        min_confidence=options.min_confidence,
+        intra_op_threads=options.inference_threads or None,
+        max_batch_size=options.inference_batch_size,
+    )
+
+
+def build_pipeline(
+    p: beam.Pipeline,
+    options: ModerationOptions,
+    model_handler: ModelHandler | None = None,
+) -> dict[str, beam.PCollection]:
+    """Wires the job into ``p`` and returns its main PCollections (for tests and callers)."""
+    run_id = uuid.uuid4().hex[:12]
+    store = OutputStore(S3Settings.from_options(options))
+    temporary = join(options.output, f".temporary-{run_id}")
+    handler = model_handler or default_model_handler(options)
+
+    lines = p | "ReadManifest" >> ReadManifest(options.manifest)
+    lines_read = lines | "CountLines" >> beam.combiners.Count.Globally()
+    validated = lines | "ValidateLines" >> beam.ParDo(
+        ValidateManifestLine(schemes=source_schemes(options))
+    ).with_outputs(ValidateManifestLine.TAG_INVALID, main="valid")
+    loaded = validated.valid | "LoadImages" >> LoadImages(options.fetch_concurrency)
+    moderated = loaded.images | "ModerateImages" >> ModerateImages(handler)
+    results = moderated["results"]
+
+    errors = (
+        validated[ValidateManifestLine.TAG_INVALID],
+        loaded[LoadImages.TAG_INVALID],
+        moderated["invalid"],
+    ) | "CollectErrors" >> beam.Flatten()
+    analysed = results | "MarkAnalysed" >> beam.Map(lambda _: None)
+    summary = (
+        (analysed, errors)
+        | "CollectOutcomes" >> beam.Flatten()
+        | "ReportProgress"
+        >> beam.ParDo(
+            ReportProgress(run_id, options.progress_interval_secs),
+            beam.pvalue.AsSingleton(lines_read),
+        )
+        | "BuildSummary" >> beam.CombineGlobally(BuildSummary())
+    )
+    parts = results | "WriteResults" >> WriteResults(temporary, store)
+    published = p | "PublishOutputs" >> PublishOutputs(
+        parts,
+        summary,
+        lines_read,
+        output=options.output,
+        temporary_folder=temporary,
+        store=store,
+    )
+    return {
+        "lines": lines,
+        "valid": validated.valid,
+        "invalid": errors,
+        "results": results,
+        "summary": summary,
+        "published": published,
+    }

@@ -1,0 +1,124 @@
+"""Command-line options of the bulk moderation job."""
+
+from __future__ import annotations
+
+import argparse
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from model.moderation_model import COMPONENT_CHOICES
+from transforms.manifest import SUPPORTED_SCHEMES
+
+__all__ = ["ModerationOptions", "validate_options"]
+
+
+def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest",
+        default=None,
+        help='Required. JSON Lines manifest, one {"source-ref": "s3://bucket/key.jpg"} per line; '
+        "an s3:// or gs:// URI or a local path.",
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="Required. Folder or prefix (s3://, gs:// or local) that receives results.jsonl "
+        "and manifest-summary.json.",
+    )
+    parser.add_argument(
+        "--min_confidence",
+        type=float,
+        default=50.0,
+        help="Only labels with at least this confidence (0-100) are returned. Default: 50.",
+    )
+    parser.add_argument(
+        "--components",
+        default="auto",
+        help="Model components to run: auto (NudeNet when installed, plus open_nsfw), "
+        "open_nsfw, or open_nsfw+nudenet. Default: auto.",
+    )
+    parser.add_argument(
+        "--source_schemes",
+        default=",".join(SUPPORTED_SCHEMES),
+        help="Comma-separated kinds of source-ref to accept: s3, gs, local. "
+        f"Default: {','.join(SUPPORTED_SCHEMES)}.",
+    )
+    parser.add_argument(
+        "--fetch_concurrency",
+        type=int,
+        default=16,
+        help="Images fetched and decoded at once per worker. Default: 16.",
+    )
+    parser.add_argument(
+        "--inference_batch_size",
+        type=int,
+        default=16,
+        help="Largest batch of images per model call. Default: 16.",
+    )
+    parser.add_argument(
+        "--inference_threads",
+        type=int,
+        default=0,
+        help="CPU threads per model component; 0 lets ONNX Runtime use every core. Default: 0.",
+    )
+    parser.add_argument(
+        "--progress_interval_secs",
+        type=float,
+        default=10.0,
+        help="Seconds between progress lines; negative turns them off. Default: 10.",
+    )
+
+
+class ModerationOptions(PipelineOptions):
+    """The job's own flags, beside Beam's (``--runner``, ``--s3_endpoint_url``, ...)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        _add_moderation_arguments(parser)
+
+
+def moderation_parser() -> argparse.ArgumentParser:
+    """A parser of the job's own flags only, for ``--help``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.run",
+        description="Bulk image moderation: runs the moderation model over every image of a "
+        "manifest and writes results.jsonl and manifest-summary.json.",
+        epilog="Beam's own options are accepted too, for example --runner=DirectRunner "
+        "(default), --direct_num_workers, and for S3 --s3_endpoint_url, --s3_access_key_id, "
+        "--s3_secret_access_key, --s3_region_name (else the usual AWS environment is used).",
+    )
+    _add_moderation_arguments(parser)
+    return parser
+
+
+def validate_options(options: ModerationOptions) -> None:
+    """Raises ValueError naming the flag whose value cannot work."""
+    if not options.manifest:
+        raise ValueError("--manifest is required: the JSON Lines file listing the images")
+    if not options.output:
+        raise ValueError("--output is required: where results.jsonl and manifest-summary.json go")
+    if not 0.0 <= options.min_confidence <= 100.0:
+        raise ValueError(f"--min_confidence must be between 0 and 100, not {options.min_confidence}")
+    if options.components not in COMPONENT_CHOICES:
+        raise ValueError(
+            f"--components must be one of {', '.join(COMPONENT_CHOICES)}, not {options.components!r}"
+        )
+    schemes = source_schemes(options)
+    unknown = sorted(set(schemes) - set(SUPPORTED_SCHEMES))
+    if not schemes or unknown:
+        raise ValueError(
+            f"--source_schemes must list some of {', '.join(SUPPORTED_SCHEMES)}, "
+            f"not {options.source_schemes!r}"
+        )
+    for flag, low, high in (
+        ("fetch_concurrency", 1, 256),
+        ("inference_batch_size", 1, 1024),
+        ("inference_threads", 0, 1024),
+    ):
+        value = getattr(options, flag)
+        if not low <= value <= high:
+            raise ValueError(f"--{flag} must be between {low} and {high}, not {value}")
+
+
+def source_schemes(options: ModerationOptions) -> list[str]:
+    return [s.strip() for s in (options.source_schemes or "").split(",") if s.strip()]

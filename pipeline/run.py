@@ -1,0 +1,118 @@
+"""Entry point: ``python -m pipeline.run --manifest=... --output=... [Beam options]``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.graph import build_pipeline
+from pipeline.options import ModerationOptions, moderation_parser, validate_options
+from transforms.output import RESULTS_FILE, SUMMARY_FILE
+from transforms.storage import join
+
+__all__ = ["run", "main"]
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class _DropKnownNoise(logging.Filter):
+    """Beam warns that memory cannot be measured when torch is missing; it is not our concern."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Resource module is not available")
+
+
+def _configure_logging() -> None:
+    for root_handler in logging.getLogger().handlers or [logging.lastResort]:
+        root_handler.addFilter(_DropKnownNoise())
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    for name in ("pipeline", "transforms", "model"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        if not logger.handlers:
+            logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _check_inputs(options: ModerationOptions) -> None:
+    try:
+        exists = FileSystems.exists(options.manifest)
+    except Exception as exc:
+        raise ValueError(f"--manifest {options.manifest} cannot be checked: {exc}") from exc
+    if not exists:
+        raise ValueError(f"--manifest {options.manifest} does not exist")
+
+
+def run(argv: list[str] | None = None, *, model_handler=None) -> dict:
+    """Runs the job to completion; returns the published summary's statistics and paths."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = ModerationOptions(argv)
+    moderation = options.view_as(ModerationOptions)
+    validate_options(moderation)
+    FileSystems.set_options(options)
+    _check_inputs(moderation)
+
+    started = time.monotonic()
+    _LOGGER.info("Moderating the images of %s", moderation.manifest)
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, moderation, model_handler)
+    elapsed = time.monotonic() - started
+
+    summary_path = join(moderation.output, SUMMARY_FILE)
+    with FileSystems.open(summary_path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        summary = json.load(f)
+    return {
+        "results": join(moderation.output, RESULTS_FILE),
+        "summary": summary_path,
+        "statistics": summary["statistics"],
+        "error_codes": _count_codes(summary["errors"]),
+        "elapsed_secs": elapsed,
+    }
+
+
+def _count_codes(errors: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for error in errors:
+        counts[error["code"]] = counts.get(error["code"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def report(outcome: dict) -> str:
+    stats = outcome["statistics"]
+    valid = stats["valid-json-lines"]
+    lines = [
+        f"Analysed {valid} of {stats['total-json-lines']} manifest lines "
+        f"({stats['invalid-json-lines']} invalid) in {outcome['elapsed_secs']:.1f} s "
+        f"({valid / max(outcome['elapsed_secs'], 1e-9):.1f} images/s).",
+    ]
+    for code, count in outcome["error_codes"].items():
+        lines.append(f"  {count:6d} x {code}")
+    lines.append(f"Results: {outcome['results']}")
+    lines.append(f"Summary: {outcome['summary']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        moderation_parser().print_help()
+        return 0
+    _configure_logging()
+    try:
+        outcome = run(argv)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

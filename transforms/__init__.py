@@ -1,0 +1,1 @@
+"""Composite transforms and DoFns of the bulk moderation pipeline."""

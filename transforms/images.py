@@ -1,0 +1,268 @@
+"""Fetching and decoding the images that manifest lines reference.
+
+Fetches go through Beam's FileSystems (s3://, gs://, local paths), many at a time on a thread
+pool, so that storage latency overlaps with itself and with inference. Every failure of one
+image becomes a ``ManifestError`` for its line; nothing here stops the job.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import io
+import logging
+import threading
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from transforms.records import ErrorCode, ManifestError, ManifestLine
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "DECODE_MAX_SIDE",
+    "MAX_IMAGE_BYTES",
+    "MAX_SIDE",
+    "MIN_SIDE",
+    "ImageProblem",
+    "LoadImages",
+    "decode_image",
+    "fetch_image_bytes",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_IMAGE_BYTES = 15 * 1024 * 1024  # Rekognition's limit for images in S3
+MIN_SIDE = 80
+MAX_SIDE = 10_000
+ACCEPTED_FORMATS = ("JPEG", "PNG")
+# Images are decoded no larger than this (longest side): every model component resizes to
+# 320 px or less, so the full resolution would cost memory and time for nothing.
+DECODE_MAX_SIDE = 512
+
+# A 10,000 x 10,000 image is within the limits; Pillow refuses images over twice this.
+Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
+# Full-resolution decodes above this many pixels (not JPEG, which decodes at reduced scale)
+# take turns, so that concurrent fetches cannot hold several huge bitmaps at once.
+_LARGE_DECODE_PIXELS = 4096 * 4096
+_LARGE_DECODES = threading.Semaphore(1)
+
+
+class ImageProblem(Exception):
+    """Why one image cannot be analysed: an ``ErrorCode`` and a message for the summary."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def fetch_image_bytes(path: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of ``path``, refusing objects over ``max_bytes`` before downloading them."""
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            size = _size_of(stream)
+            if size is not None and size > max_bytes:
+                raise ImageProblem(ErrorCode.IMAGE_TOO_LARGE, _too_large(size, max_bytes))
+            data = stream.read(max_bytes + 1)
+    except ImageProblem:
+        raise
+    except Exception as exc:  # storage errors come in many types: classify, never crash
+        raise _storage_problem(path, exc) from exc
+    if len(data) > max_bytes:
+        raise ImageProblem(ErrorCode.IMAGE_TOO_LARGE, _too_large(None, max_bytes))
+    return data
+
+
+def _size_of(stream) -> int | None:
+    try:
+        size = stream.seek(0, io.SEEK_END)
+        stream.seek(0)
+        return size
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _too_large(size: int | None, max_bytes: int) -> str:
+    actual = f"{size} bytes" if size is not None else "larger"
+    return f"The image is {actual}; the limit is {max_bytes} bytes ({max_bytes // 2**20} MB)."
+
+
+def _storage_problem(path: str, exc: Exception) -> ImageProblem:
+    status = getattr(exc, "code", None)
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) or getattr(exc, "errno", None) == errno.ENOENT or status == 404:
+        return ImageProblem(ErrorCode.IMAGE_NOT_FOUND, f"The image does not exist: {path}")
+    if isinstance(exc, PermissionError) or status == 403 or "AccessDenied" in text or "Forbidden" in text:
+        return ImageProblem(ErrorCode.ACCESS_DENIED, f"Access to the image was denied: {path}")
+    if isinstance(exc, IsADirectoryError):
+        return ImageProblem(ErrorCode.IMAGE_NOT_FOUND, f"The path is a directory: {path}")
+    return ImageProblem(
+        ErrorCode.IMAGE_READ_FAILED, f"The image could not be read: {type(exc).__name__}: {text}"
+    )
+
+
+def decode_image(data: bytes, max_side: int = DECODE_MAX_SIDE) -> np.ndarray:
+    """JPEG or PNG bytes -> upright RGB array (uint8, HxWx3), longest side at most ``max_side``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageProblem(ErrorCode.DECOMPRESSION_BOMB, f"Refused as a decompression bomb: {exc}")
+    except UnidentifiedImageError:
+        raise ImageProblem(
+            ErrorCode.UNSUPPORTED_IMAGE_FORMAT, "The data is not a JPEG or PNG image."
+        ) from None
+    except Exception as exc:
+        raise ImageProblem(ErrorCode.INVALID_IMAGE, f"The image header is corrupt: {exc}") from exc
+    if image.format not in ACCEPTED_FORMATS:
+        raise ImageProblem(
+            ErrorCode.UNSUPPORTED_IMAGE_FORMAT,
+            f"{image.format} images are not supported; use JPEG or PNG.",
+        )
+    width, height = image.size
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
+        raise ImageProblem(
+            ErrorCode.IMAGE_DIMENSIONS_OUT_OF_RANGE,
+            f"The image is {width}x{height} px; each side must be {MIN_SIDE} to {MAX_SIDE} px.",
+        )
+    try:
+        if image.format == "JPEG":
+            image.draft("RGB", (max_side, max_side))  # DCT-domain downscale while decoding
+            image.load()
+        elif width * height > _LARGE_DECODE_PIXELS:
+            with _LARGE_DECODES:
+                image.load()
+                image = _reduced(image, max_side)
+        else:
+            image.load()
+        image = _upright(image)
+        image = _reduced(_rgb(image), max_side)
+    except Exception as exc:
+        raise ImageProblem(
+            ErrorCode.INVALID_IMAGE, f"The image is truncated or corrupt: {exc}"
+        ) from exc
+    return np.asarray(image)
+
+
+def _reduced(image: Image.Image, max_side: int) -> Image.Image:
+    if max(image.size) > max_side:
+        image = image.copy() if image.readonly else image
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return image
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block should not cost the image
+        return image
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit greyscale
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        image = image.convert("RGBA")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def load_image(line: ManifestLine) -> np.ndarray:
+    return decode_image(fetch_image_bytes(line.source_ref))
+
+
+class _FetchAndDecode(beam.DoFn):
+    """ManifestLine -> (ManifestLine, image), with up to ``concurrency`` images in flight."""
+
+    TAG_INVALID = "invalid"
+
+    def __init__(self, concurrency: int):
+        self._concurrency = concurrency
+        self._loaded = Metrics.counter("images", "num_images_loaded")
+        self._failed = Metrics.counter("images", "num_images_failed")
+        self._bytes = Metrics.distribution("images", "decoded_image_bytes")
+
+    def setup(self):
+        self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="load-image")
+
+    def start_bundle(self):
+        self._pending: collections.deque[tuple[ManifestLine, Future, WindowedValue]] = (
+            collections.deque()
+        )
+
+    def process(
+        self,
+        line: ManifestLine,
+        timestamp=beam.DoFn.TimestampParam,
+        window=beam.DoFn.WindowParam,
+    ) -> Iterable[WindowedValue]:
+        # Results leave in input order, possibly after later inputs arrive, so each one keeps
+        # the window and timestamp of the line it came from.
+        self._pending.append(
+            (line, self._pool.submit(load_image, line), WindowedValue(None, timestamp, [window]))
+        )
+        yield from self._emit(keep=self._concurrency)
+
+    def finish_bundle(self) -> Iterable[WindowedValue]:
+        yield from self._emit(keep=0)
+
+    def _emit(self, keep: int) -> Iterable[WindowedValue]:
+        while self._pending and (len(self._pending) > keep or self._pending[0][1].done()):
+            line, future, windowing = self._pending.popleft()
+            try:
+                image = future.result()
+            except ImageProblem as problem:
+                self._failed.inc()
+                error = ManifestError(line.line_number, problem.code, problem.message, line.source_ref)
+                yield beam.pvalue.TaggedOutput(self.TAG_INVALID, windowing.with_value(error))
+                continue
+            except Exception as exc:  # a bug must cost one line, not the job
+                _LOGGER.exception("Unexpected failure loading %s", line.source_ref)
+                self._failed.inc()
+                error = ManifestError(
+                    line.line_number,
+                    ErrorCode.IMAGE_READ_FAILED,
+                    f"The image could not be loaded: {type(exc).__name__}: {exc}",
+                    line.source_ref,
+                )
+                yield beam.pvalue.TaggedOutput(self.TAG_INVALID, windowing.with_value(error))
+                continue
+            self._loaded.inc()
+            self._bytes.update(image.nbytes)
+            yield windowing.with_value((line, image))
+
+    def teardown(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class LoadImages(beam.PTransform):
+    """ManifestLine -> ``(ManifestLine, RGB image)``; failures on the ``invalid`` output."""
+
+    TAG_INVALID = _FetchAndDecode.TAG_INVALID
+
+    def __init__(self, concurrency: int = 16):
+        super().__init__()
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._concurrency = concurrency
+
+    def expand(self, lines):
+        return lines | "FetchAndDecode" >> beam.ParDo(
+            _FetchAndDecode(self._concurrency)
+        ).with_outputs(self.TAG_INVALID, main="images")

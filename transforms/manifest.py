@@ -1,0 +1,199 @@
+"""Reading a JSON Lines manifest with line numbers, and splitting valid lines from invalid ones.
+
+How lines are counted (documented in the README):
+- ``line-numer`` is the 1-based physical line number in the file, as an editor shows it.
+- Lines that are empty or only whitespace are skipped: they are not manifest lines, so they count
+  neither as valid nor as invalid (they still advance the line number).
+- A UTF-8 byte order mark at the start of the file and a CR before the LF are ignored.
+- A line longer than ``MAX_LINE_BYTES`` is not parsed: it becomes a LINE_TOO_LONG error, and
+  only its first bytes are ever held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from transforms.records import ErrorCode, ManifestError, ManifestLine
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "MAX_SOURCE_REF_CHARS",
+    "SUPPORTED_SCHEMES",
+    "read_manifest_lines",
+    "ReadManifest",
+    "ValidateManifestLine",
+]
+
+MAX_LINE_BYTES = 64 * 1024
+MAX_SOURCE_REF_CHARS = 2048
+SUPPORTED_SCHEMES = ("s3", "gs", "local")
+
+_BOM = b"\xef\xbb\xbf"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,253}[a-z0-9]$", re.IGNORECASE)
+_SKIP_CHUNK = 1 << 20
+
+
+def read_manifest_lines(
+    stream: BinaryIO, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes | None]]:
+    """``(line_number, raw_line)`` for every non-blank line; ``raw_line`` is None when too long.
+
+    Memory is bounded by ``max_line_bytes`` whatever the file holds.
+    """
+    number = 0
+    while True:
+        raw = stream.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        number += 1
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            while True:  # drop the rest of the line without holding it
+                rest = stream.readline(_SKIP_CHUNK)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield number, None
+            continue
+        if raw.strip():
+            yield number, raw
+
+
+class _ReadManifestFile(beam.DoFn):
+    def __init__(self, max_line_bytes: int):
+        self._max_line_bytes = max_line_bytes
+        self._lines = Metrics.counter("manifest", "num_manifest_lines")
+
+    def process(self, path: str) -> Iterable[tuple[int, bytes | None]]:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            for line in read_manifest_lines(stream, self._max_line_bytes):
+                self._lines.inc()
+                yield line
+
+
+class ReadManifest(beam.PTransform):
+    """The manifest file -> ``(line_number, raw_line)``, spread out for parallel processing.
+
+    The file is read sequentially (line numbers need it); the reshuffle lets the runner spread
+    the lines over workers instead of fusing the whole job into the reading step.
+    """
+
+    def __init__(self, path: str, max_line_bytes: int = MAX_LINE_BYTES):
+        super().__init__()
+        self._path = path
+        self._max_line_bytes = max_line_bytes
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "ManifestPath" >> beam.Create([self._path])
+            | "ReadLines" >> beam.ParDo(_ReadManifestFile(self._max_line_bytes))
+            | "SpreadLines" >> beam.Reshuffle()
+        )
+
+
+class ValidateManifestLine(beam.DoFn):
+    """``(line_number, raw_line)`` -> ``ManifestLine``, or ``ManifestError`` on ``TAG_INVALID``."""
+
+    TAG_INVALID = "invalid"
+
+    def __init__(
+        self,
+        *,
+        schemes: Iterable[str] = SUPPORTED_SCHEMES,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ):
+        unknown = set(schemes) - set(SUPPORTED_SCHEMES)
+        if unknown:
+            raise ValueError(f"unsupported schemes {sorted(unknown)}; use {SUPPORTED_SCHEMES}")
+        self._schemes = frozenset(schemes)
+        self._max_line_bytes = max_line_bytes
+        self._invalid = Metrics.counter("manifest", "num_invalid_lines")
+
+    def process(self, element: tuple[int, bytes | None]) -> Iterable[ManifestLine]:
+        number, raw = element
+        outcome = self.parse(number, raw)
+        if isinstance(outcome, ManifestError):
+            self._invalid.inc()
+            yield beam.pvalue.TaggedOutput(self.TAG_INVALID, outcome)
+        else:
+            yield outcome
+
+    def parse(self, number: int, raw: bytes | None) -> ManifestLine | ManifestError:
+        def error(code: str, message: str, source_ref: str | None = None) -> ManifestError:
+            return ManifestError(number, code, message, source_ref)
+
+        if raw is None:
+            return error(
+                ErrorCode.LINE_TOO_LONG,
+                f"The line is longer than {self._max_line_bytes} bytes and was not parsed.",
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return error(
+                ErrorCode.INVALID_ENCODING,
+                f"The line is not valid UTF-8 (byte {exc.start}).",
+            )
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return error(ErrorCode.INVALID_JSON, f"The line is not valid JSON: {exc}.")
+        except RecursionError:
+            return error(ErrorCode.INVALID_JSON, "The line nests JSON too deeply.")
+        if not isinstance(document, dict):
+            return error(
+                ErrorCode.NOT_A_JSON_OBJECT,
+                f"The line is a JSON {type(document).__name__}, not an object with a source-ref.",
+            )
+        if "source-ref" not in document:
+            return error(ErrorCode.MISSING_SOURCE_REF, 'The line has no "source-ref" key.')
+        source_ref = document["source-ref"]
+        if not isinstance(source_ref, str):
+            return error(
+                ErrorCode.INVALID_SOURCE_REF,
+                f'"source-ref" must be a string, not {type(source_ref).__name__}.',
+            )
+        problem = self._source_ref_problem(source_ref)
+        if problem:
+            return error(*problem, source_ref=source_ref)
+        return ManifestLine(number, source_ref)
+
+    def _source_ref_problem(self, source_ref: str) -> tuple[str, str] | None:
+        if not source_ref.strip():
+            return ErrorCode.INVALID_SOURCE_REF, '"source-ref" is empty.'
+        if len(source_ref) > MAX_SOURCE_REF_CHARS:
+            return (
+                ErrorCode.INVALID_SOURCE_REF,
+                f'"source-ref" is longer than {MAX_SOURCE_REF_CHARS} characters.',
+            )
+        if "\x00" in source_ref:
+            return ErrorCode.INVALID_SOURCE_REF, '"source-ref" contains a NUL character.'
+        match = _SCHEME.match(source_ref)
+        scheme = match.group(1).lower() if match else "local"
+        if scheme not in self._schemes:
+            allowed = ", ".join(
+                "absolute local paths" if s == "local" else f"{s}://" for s in sorted(self._schemes)
+            )
+            if scheme == "local":
+                return ErrorCode.UNSUPPORTED_SCHEME, f"Local paths are not allowed; use {allowed}."
+            return ErrorCode.UNSUPPORTED_SCHEME, f"Scheme {scheme}:// is not supported; use {allowed}."
+        if scheme == "local":
+            if not source_ref.startswith("/"):
+                return ErrorCode.INVALID_SOURCE_REF, "A local path must be absolute."
+            return None
+        bucket, _, key = source_ref[match.end() :].partition("/")
+        if not _BUCKET.match(bucket):
+            return ErrorCode.INVALID_SOURCE_REF, f"{bucket!r} is not a valid bucket name."
+        if not key or key.endswith("/"):
+            return ErrorCode.INVALID_SOURCE_REF, '"source-ref" must name an object, not a bucket or folder.'
+        return None
