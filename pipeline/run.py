@@ -29,8 +29,7 @@ class _DropKnownNoise(logging.Filter):
 
 
 def _configure_logging() -> None:
-    for root_handler in logging.getLogger().handlers or [logging.lastResort]:
-        root_handler.addFilter(_DropKnownNoise())
+    logging.getLogger().addFilter(_DropKnownNoise())
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     for name in ("pipeline", "transforms", "model"):

