@@ -91,14 +91,17 @@ def nudenet_available() -> bool:
 class NudeNetDetector:
     """NudeNet 3.4's ``320n`` YOLOv8 body-part detector, batched.
 
-    Per image and class it reports the best box score the way ``NudeDetector.detect`` would keep
-    it: each anchor counts for its arg-max class only, and scores under NudeNet's NMS threshold
-    (0.25) are dropped. Boxes themselves are not needed for labels.
+    Per image and class it reports the best score among the boxes ``NudeDetector.detect`` would
+    keep: each anchor counts for its arg-max class only, and NudeNet's non-maximum suppression
+    (score over 0.25, IoU 0.45, across classes) is applied to the same boxes, so that a class
+    whose boxes NudeNet suppresses is not reported either.
     """
 
     name = "nudenet"
     INPUT_SIZE = 320
+    CANDIDATE_THRESHOLD = 0.2
     SCORE_THRESHOLD = 0.25
+    NMS_IOU = 0.45
 
     def __init__(self, *, intra_op_threads: int | None = None):
         import importlib.metadata
@@ -125,14 +128,32 @@ class NudeNetDetector:
             return []
         batch = np.concatenate([self._blob(image) for image in images])
         (output,) = self._session.run(None, {self._input: batch})
-        class_scores = output[:, 4:, :]  # (batch, classes, anchors)
-        best_class = class_scores.argmax(axis=1)  # (batch, anchors)
-        best_score = class_scores.max(axis=1)
-        best_score[best_score < self.SCORE_THRESHOLD] = 0.0
-        per_class = np.zeros((len(images), len(self.classes)), dtype=np.float32)
-        rows = np.repeat(np.arange(len(images)), best_class.shape[1])
-        np.maximum.at(per_class, (rows, best_class.ravel()), best_score.ravel())
         return [
-            {name: float(score) for name, score in zip(self.classes, scores)}
-            for scores in per_class
+            dict(zip(self.classes, self._best_kept_scores(anchors, image.shape[1], image.shape[0])))
+            for anchors, image in zip(output, images)
         ]
+
+    def _best_kept_scores(self, anchors: np.ndarray, width: int, height: int) -> list[float]:
+        """Best score per class among the boxes ``nudenet._postprocess`` keeps, vectorised."""
+        import cv2
+
+        rows = anchors.T  # (anchors, 4 + classes)
+        best_score = rows[:, 4:].max(axis=1)
+        candidates = np.flatnonzero(best_score >= self.CANDIDATE_THRESHOLD)
+        per_class = [0.0] * len(self.classes)
+        if not candidates.size:
+            return per_class
+        best_class = rows[candidates, 4:].argmax(axis=1)
+        scores = best_score[candidates]
+        cx, cy, w, h = (rows[candidates, i] for i in range(4))
+        # The same float32 arithmetic as NudeNet: centre to corner, letterbox scale, clip.
+        side = max(width, height)
+        x = np.clip((cx - w / 2) * side / self.INPUT_SIZE, 0, width)
+        y = np.clip((cy - h / 2) * side / self.INPUT_SIZE, 0, height)
+        w = np.minimum(w * side / self.INPUT_SIZE, width - x)
+        h = np.minimum(h * side / self.INPUT_SIZE, height - y)
+        boxes = np.stack([x, y, w, h], axis=1)
+        kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.SCORE_THRESHOLD, self.NMS_IOU)
+        for index in np.asarray(kept, dtype=int).ravel():
+            per_class[best_class[index]] = max(per_class[best_class[index]], float(scores[index]))
+        return per_class

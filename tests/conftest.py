@@ -1,0 +1,100 @@
+"""Shared fixtures: a real S3-protocol server (moto over HTTP), fake AWS credentials, sample photos."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+
+import boto3
+import pytest
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # No profile, config file or instance metadata may supply real credentials.
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+_UNSET = ("AWS_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
+
+# Benign photos that ship with scikit-image: name -> loader in skimage.data.
+SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fake_aws_credentials():
+    """Fake credentials for the whole session (subprocesses inherit them): nothing reaches AWS."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_CREDENTIALS.items():
+            patch.setenv(name, value)
+        for name in _UNSET:
+            patch.delenv(name, raising=False)
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_server(fake_aws_credentials):
+    """The endpoint URL of a moto server in this process, spoken to over HTTP like real S3."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def reset_moto(endpoint: str) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+
+
+def s3_client(endpoint: str):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def s3(moto_server):
+    """A boto3 S3 client bound to a freshly reset moto server."""
+    reset_moto(moto_server)
+    return s3_client(moto_server)
+
+
+def s3_args(endpoint: str) -> list[str]:
+    """Beam's flags that point its ``s3://`` filesystem (and the job's writers) at ``endpoint``."""
+    return [
+        f"--s3_endpoint_url={endpoint}",
+        "--s3_access_key_id=testing",
+        "--s3_secret_access_key=testing",
+        "--s3_region_name=us-east-1",
+    ]
+
+
+@pytest.fixture(scope="session")
+def sample_photos(tmp_path_factory) -> dict[str, str]:
+    """Benign skimage photos written as JPEG and PNG: ``{"astronaut.jpg": path, ...}``."""
+    import skimage.data
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    paths: dict[str, str] = {}
+    for name in SAMPLE_PHOTOS:
+        image = Image.fromarray(getattr(skimage.data, name)())
+        for extension, options in (("jpg", {"quality": 90}), ("png", {})):
+            path = folder / f"{name}.{extension}"
+            image.save(path, **options)
+            paths[path.name] = str(path)
+    return paths
