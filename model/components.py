@@ -129,14 +129,15 @@ class NudeNetDetector:
         batch = np.concatenate([self._blob(image) for image in images])
         (output,) = self._session.run(None, {self._input: batch})
         return [
-            dict(zip(self.classes, self._best_kept_scores(anchors, image.shape[1], image.shape[0])))
+            dict(zip(self.classes, self._best_kept_scores(anchors, image.shape[:2])))
             for anchors, image in zip(output, images)
         ]
 
-    def _best_kept_scores(self, anchors: np.ndarray, width: int, height: int) -> list[float]:
+    def _best_kept_scores(self, anchors: np.ndarray, shape: tuple[int, int]) -> list[float]:
         """Best score per class among the boxes ``nudenet._postprocess`` keeps, vectorised."""
         import cv2
 
+        height, width = shape
         rows = anchors.T  # (anchors, 4 + classes)
         best_score = rows[:, 4:].max(axis=1)
         candidates = np.flatnonzero(best_score >= self.CANDIDATE_THRESHOLD)
@@ -153,7 +154,10 @@ class NudeNetDetector:
         w = np.minimum(w * side / self.INPUT_SIZE, width - x)
         h = np.minimum(h * side / self.INPUT_SIZE, height - y)
         boxes = np.stack([x, y, w, h], axis=1)
-        kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.SCORE_THRESHOLD, self.NMS_IOU)
+        kept = cv2.dnn.NMSBoxes(
+            boxes.tolist(), scores.tolist(), self.SCORE_THRESHOLD, self.NMS_IOU
+        )
         for index in np.asarray(kept, dtype=int).ravel():
-            per_class[best_class[index]] = max(per_class[best_class[index]], float(scores[index]))
+            class_index = best_class[index]
+            per_class[class_index] = max(per_class[class_index], float(scores[index]))
         return per_class

@@ -58,8 +58,9 @@ def read_manifest_lines(
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
         if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            skip = min(_SKIP_CHUNK, max_line_bytes + 1)
             while True:  # drop the rest of the line without holding it
-                rest = stream.readline(_SKIP_CHUNK)
+                rest = stream.readline(skip)
                 if not rest or rest.endswith(b"\n"):
                     break
             yield number, None
