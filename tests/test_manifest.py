@@ -152,7 +152,9 @@ def test_too_long_line_is_line_too_long():
 
 
 def test_bad_utf8_is_invalid_encoding():
-    _assert_error(_parse(b'{"source-ref": "/caf\xe9.jpg"}\n'), ErrorCode.INVALID_ENCODING)
+    _assert_error(
+        _parse(b'{"source-ref": "/caf\xe9.jpg"}\n'), ErrorCode.INVALID_ENCODING
+    )
 
 
 def test_latin1_bytes_after_valid_prefix_is_invalid_encoding():
@@ -295,7 +297,7 @@ def test_valid_source_ref(source_ref):
 
 
 def test_unicode_source_ref_as_utf8_json_without_escapes():
-    raw = '{"source-ref": "/données/写真.jpg"}\n'.encode("utf-8")
+    raw = '{"source-ref": "/données/写真.jpg"}\n'.encode()
     assert _parse(raw) == ManifestLine(7, "/données/写真.jpg")
 
 
@@ -360,7 +362,9 @@ def test_validate_manifest_line_splits_valid_and_invalid():
         )
         assert_that(
             result.valid,
-            equal_to([ManifestLine(1, "s3://bucket/a.jpg"), ManifestLine(3, "/images/b.png")]),
+            equal_to(
+                [ManifestLine(1, "s3://bucket/a.jpg"), ManifestLine(3, "/images/b.png")]
+            ),
             label="CheckValid",
         )
         invalid = result[ValidateManifestLine.TAG_INVALID] | beam.Map(
@@ -385,10 +389,7 @@ def test_read_manifest_numbers_lines(tmp_path):
     path.write_bytes(
         b'\xef\xbb\xbf{"source-ref": "/a.jpg"}\r\n'
         b"\n"
-        b'{"source-ref": "/b.jpg"}\n'
-        + b"x" * 300
-        + b"\n"
-        + b'{"source-ref": "/c.jpg"}'
+        b'{"source-ref": "/b.jpg"}\n' + b"x" * 300 + b"\n" + b'{"source-ref": "/c.jpg"}'
     )
     with test_pipeline.TestPipeline() as p:
         lines = p | ReadManifest(str(path), max_line_bytes=200)

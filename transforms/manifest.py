@@ -5,7 +5,7 @@ How lines are counted (documented in the README):
 - Lines that are empty or only whitespace are skipped: they are not manifest lines, so they count
   neither as valid nor as invalid (they still advance the line number).
 - A UTF-8 byte order mark at the start of the file and a CR before the LF are ignored.
-- A line longer than ``MAX_LINE_BYTES`` is not parsed: it becomes a LINE_TOO_LONG error, and
+- A line longer than ``MAX_LINE_BYTES`` (line ending included) is not parsed: it becomes a LINE_TOO_LONG error, and
   only its first bytes are ever held in memory.
 """
 
@@ -102,6 +102,16 @@ class ReadManifest(beam.PTransform):
         )
 
 
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "array" if isinstance(value, list) else "string"
+
+
 class ValidateManifestLine(beam.DoFn):
     """``(line_number, raw_line)`` -> ``ManifestLine``, or ``ManifestError`` on ``TAG_INVALID``."""
 
@@ -154,7 +164,7 @@ class ValidateManifestLine(beam.DoFn):
         if not isinstance(document, dict):
             return error(
                 ErrorCode.NOT_A_JSON_OBJECT,
-                f"The line is a JSON {type(document).__name__}, not an object with a source-ref.",
+                f"The line is a JSON {_json_type(document)}, not an object with a source-ref.",
             )
         if "source-ref" not in document:
             return error(ErrorCode.MISSING_SOURCE_REF, 'The line has no "source-ref" key.')
@@ -180,7 +190,8 @@ class ValidateManifestLine(beam.DoFn):
         if "\x00" in source_ref:
             return ErrorCode.INVALID_SOURCE_REF, '"source-ref" contains a NUL character.'
         match = _SCHEME.match(source_ref)
-        scheme = match.group(1).lower() if match else "local"
+        # Schemes are matched as written: Beam's filesystems know "s3", not "S3".
+        scheme = match.group(1) if match else "local"
         if scheme not in self._schemes:
             allowed = ", ".join(
                 "absolute local paths" if s == "local" else f"{s}://" for s in sorted(self._schemes)
