@@ -39,7 +39,9 @@ def make_benchmark_images(folder: str, count: int, seed: int = 7) -> list[str]:
         width, height = image.size
         left = rng.randint(0, width // 4)
         top = rng.randint(0, height // 4)
-        crop = image.crop((left, top, rng.randint(3 * width // 4, width), rng.randint(3 * height // 4, height)))
+        crop = image.crop(
+            (left, top, rng.randint(3 * width // 4, width), rng.randint(3 * height // 4, height))
+        )
         scale = rng.uniform(0.5, 2.0)
         side = max(crop.size) * scale
         if side > 1200:

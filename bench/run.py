@@ -17,7 +17,11 @@ import time
 
 from bench.images import make_benchmark_images
 
-_CREDENTIALS = ("--s3_access_key_id=bench", "--s3_secret_access_key=bench", "--s3_region_name=us-east-1")
+_CREDENTIALS = (
+    "--s3_access_key_id=bench",
+    "--s3_secret_access_key=bench",
+    "--s3_region_name=us-east-1",
+)
 
 
 def _measure(kind: str, manifest: str, *args: str) -> dict:
@@ -78,9 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory_lines",
         default="1000,10000",
-        help="Manifest lengths for the memory runs (comma-separated; empty skips). Default: 1000,10000.",
+        help="Manifest lengths for the memory runs, comma-separated; empty skips them. "
+        "Default: 1000,10000.",
     )
-    parser.add_argument("--workdir", default="bench-out", help="Scratch folder. Default: bench-out.")
+    parser.add_argument(
+        "--workdir", default="bench-out", help="Scratch folder. Default: bench-out."
+    )
     parser.add_argument("--skip_s3", action="store_true", help="Leave out the S3 server runs.")
     args = parser.parse_args(argv)
 
@@ -113,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     for lines in [int(n) for n in args.memory_lines.split(",") if n.strip()]:
         refs = [paths[i % len(paths)] for i in range(lines)]
         manifest = _write_manifest(os.path.join(workdir, f"memory-{lines}.jsonl"), refs)
-        steps.append((f"pipeline, {lines}-line manifest", lambda m=manifest: _measure("pipeline", m)))
+        steps.append(
+            (f"pipeline, {lines}-line manifest", lambda m=manifest: _measure("pipeline", m))
+        )
 
     for name, step in steps:
         started = time.perf_counter()

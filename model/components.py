@@ -7,7 +7,6 @@ taxonomy labels, so a new component needs only this interface and rows in that t
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -154,9 +153,7 @@ class NudeNetDetector:
         w = np.minimum(w * side / self.INPUT_SIZE, width - x)
         h = np.minimum(h * side / self.INPUT_SIZE, height - y)
         boxes = np.stack([x, y, w, h], axis=1)
-        kept = cv2.dnn.NMSBoxes(
-            boxes.tolist(), scores.tolist(), self.SCORE_THRESHOLD, self.NMS_IOU
-        )
+        kept = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.SCORE_THRESHOLD, self.NMS_IOU)
         for index in np.asarray(kept, dtype=int).ravel():
             class_index = best_class[index]
             per_class[class_index] = max(per_class[class_index], float(scores[index]))

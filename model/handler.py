@@ -49,9 +49,7 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
 
     def load_model(self) -> ModerationModel:
         try:
-            model = load_moderation_model(
-                self._components, intra_op_threads=self._intra_op_threads
-            )
+            model = load_moderation_model(self._components, intra_op_threads=self._intra_op_threads)
         except Exception as exc:
             raise ValueError(
                 f"Unable to load the moderation model (--components={self._components}): {exc}. "

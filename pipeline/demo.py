@@ -50,8 +50,12 @@ def write_demo_manifest(workdir: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--workdir", default="demo", help="Folder for images, manifest and outputs. Default: demo.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.demo", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--workdir", default="demo", help="Folder for images, manifest and outputs. Default: demo."
+    )
     args, beam_args = parser.parse_known_args(argv)
     _configure_logging()
     manifest = write_demo_manifest(args.workdir)

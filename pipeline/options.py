@@ -98,10 +98,13 @@ def validate_options(options: ModerationOptions) -> None:
     if not options.output:
         raise ValueError("--output is required: where results.jsonl and manifest-summary.json go")
     if not 0.0 <= options.min_confidence <= 100.0:
-        raise ValueError(f"--min_confidence must be between 0 and 100, not {options.min_confidence}")
+        raise ValueError(
+            f"--min_confidence must be between 0 and 100, not {options.min_confidence}"
+        )
     if options.components not in COMPONENT_CHOICES:
         raise ValueError(
-            f"--components must be one of {', '.join(COMPONENT_CHOICES)}, not {options.components!r}"
+            f"--components must be one of {', '.join(COMPONENT_CHOICES)}, "
+            f"not {options.components!r}"
         )
     schemes = source_schemes(options)
     unknown = sorted(set(schemes) - set(SUPPORTED_SCHEMES))

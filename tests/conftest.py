@@ -1,12 +1,15 @@
-"""Shared fixtures: a real S3-protocol server (moto over HTTP), fake AWS credentials, sample photos."""
+"""Shared fixtures: an S3-protocol server (moto over HTTP), fake AWS credentials, photos."""
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.request
 
 import boto3
 import pytest
+
+from transforms.records import ErrorCode
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -98,3 +101,43 @@ def sample_photos(tmp_path_factory) -> dict[str, str]:
             image.save(path, **options)
             paths[path.name] = str(path)
     return paths
+
+
+RESPONSE_KEYS = {"ModerationLabels", "ModerationModelVersion", "ContentTypes"}
+
+
+def parse_jsonl(data: bytes) -> list[dict]:
+    """The documents of a JSON Lines file; every line must end with a newline."""
+    if not data:
+        return []
+    assert data.endswith(b"\n")
+    return [json.loads(line) for line in data.decode("utf-8").split("\n")[:-1]]
+
+
+def assert_outputs_contract(summary: dict, results: list[dict]) -> None:
+    """The manifest summary's exact shape (REFERENCE.md section 1) and its invariants."""
+    assert list(summary) == ["version", "statistics", "errors"]
+    assert summary["version"] == "1.0"
+    stats = summary["statistics"]
+    assert list(stats) == ["total-json-lines", "valid-json-lines", "invalid-json-lines"]
+    assert all(type(v) is int and v >= 0 for v in stats.values())
+    assert stats["total-json-lines"] == stats["valid-json-lines"] + stats["invalid-json-lines"]
+    assert stats["valid-json-lines"] == len(results)
+    assert stats["invalid-json-lines"] == len(summary["errors"])
+    numbers = [error["line-numer"] for error in summary["errors"]]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    for error in summary["errors"]:
+        assert set(error) <= {"line-numer", "source-ref", "code", "message"}
+        assert {"line-numer", "code", "message"} <= set(error)
+        assert type(error["line-numer"]) is int and error["line-numer"] >= 1
+        assert error["code"] in ErrorCode.all()
+        assert isinstance(error["message"], str) and error["message"]
+    for result in results:
+        assert list(result) == ["source-ref", "detect-moderation-labels"]
+        assert isinstance(result["source-ref"], str)
+        response = result["detect-moderation-labels"]
+        assert set(response) == RESPONSE_KEYS
+        assert isinstance(response["ModerationLabels"], list)
+        assert isinstance(response["ContentTypes"], list)
+        assert isinstance(response["ModerationModelVersion"], str)
+        assert "open_nsfw" in response["ModerationModelVersion"]

@@ -52,12 +52,7 @@ def _problem(data, **kwargs):
 
 
 def _png_chunk(kind, data):
-    return (
-        struct.pack(">I", len(data))
-        + kind
-        + data
-        + struct.pack(">I", zlib.crc32(kind + data))
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def _png_bomb(side=20_000):
@@ -453,8 +448,7 @@ def test_load_images_emits_every_line_once(tmp_path, concurrency):
     good = tmp_path / "good.png"
     good.write_bytes(_png(100, 90))
     lines = [
-        ManifestLine(n, str(good if n % 3 else tmp_path / f"missing-{n}.png"))
-        for n in range(1, 31)
+        ManifestLine(n, str(good if n % 3 else tmp_path / f"missing-{n}.png")) for n in range(1, 31)
     ]
     with test_pipeline.TestPipeline() as p:
         result = p | beam.Create(lines) | LoadImages(concurrency=concurrency)
@@ -464,9 +458,7 @@ def test_load_images_emits_every_line_once(tmp_path, concurrency):
         failed = result[LoadImages.TAG_INVALID] | "FailedNumbers" >> beam.Map(
             lambda e: e.line_number
         )
-        assert_that(
-            loaded, equal_to([n for n in range(1, 31) if n % 3]), label="CheckLoaded"
-        )
+        assert_that(loaded, equal_to([n for n in range(1, 31) if n % 3]), label="CheckLoaded")
         assert_that(
             failed,
             equal_to([n for n in range(1, 31) if not n % 3]),

@@ -109,9 +109,7 @@ def test_label_count_per_level(level, count):
 
 
 def test_taxonomy_matches_the_reference_table():
-    assert {
-        name: (entry.level, entry.parent) for name, entry in TAXONOMY.items()
-    } == REFERENCE
+    assert {name: (entry.level, entry.parent) for name, entry in TAXONOMY.items()} == REFERENCE
     assert len(TAXONOMY) == 52
 
 

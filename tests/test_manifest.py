@@ -152,9 +152,7 @@ def test_too_long_line_is_line_too_long():
 
 
 def test_bad_utf8_is_invalid_encoding():
-    _assert_error(
-        _parse(b'{"source-ref": "/caf\xe9.jpg"}\n'), ErrorCode.INVALID_ENCODING
-    )
+    _assert_error(_parse(b'{"source-ref": "/caf\xe9.jpg"}\n'), ErrorCode.INVALID_ENCODING)
 
 
 def test_latin1_bytes_after_valid_prefix_is_invalid_encoding():
@@ -273,9 +271,7 @@ def test_source_ref_at_the_length_limit_is_valid():
     ],
 )
 def test_unsupported_scheme(source_ref):
-    _assert_error(
-        _parse(_line(source_ref)), ErrorCode.UNSUPPORTED_SCHEME, source_ref=source_ref
-    )
+    _assert_error(_parse(_line(source_ref)), ErrorCode.UNSUPPORTED_SCHEME, source_ref=source_ref)
 
 
 # ValidateManifestLine.parse: valid lines
@@ -362,9 +358,7 @@ def test_validate_manifest_line_splits_valid_and_invalid():
         )
         assert_that(
             result.valid,
-            equal_to(
-                [ManifestLine(1, "s3://bucket/a.jpg"), ManifestLine(3, "/images/b.png")]
-            ),
+            equal_to([ManifestLine(1, "s3://bucket/a.jpg"), ManifestLine(3, "/images/b.png")]),
             label="CheckValid",
         )
         invalid = result[ValidateManifestLine.TAG_INVALID] | beam.Map(

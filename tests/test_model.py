@@ -1,4 +1,4 @@
-"""The real moderation model and its Beam handler on benign photos, checked against the reference packages."""
+"""The real moderation model and its Beam handler on benign photos, against the reference code."""
 
 from __future__ import annotations
 
@@ -69,7 +69,9 @@ def test_scores_cover_every_output_within_unit_interval(scores, nudenet_classes)
     for name, per_image in zip(PHOTOS, scores):
         assert set(per_image) == expected, name
         assert all(0.0 <= v <= 1.0 for v in per_image.values()), (name, per_image)
-        assert per_image["open_nsfw/nsfw"] + per_image["open_nsfw/sfw"] == pytest.approx(1.0, abs=1e-4)
+        assert per_image["open_nsfw/nsfw"] + per_image["open_nsfw/sfw"] == pytest.approx(
+            1.0, abs=1e-4
+        )
         assert per_image["open_nsfw/nsfw"] < 0.5, name
 
 
@@ -142,7 +144,11 @@ def test_handler_without_a_pipeline(photos):
     assert len(results) == 3
     for result in results:
         assert isinstance(result, PredictionResult)
-        assert set(result.inference) == {"ModerationLabels", "ModerationModelVersion", "ContentTypes"}
+        assert set(result.inference) == {
+            "ModerationLabels",
+            "ModerationModelVersion",
+            "ContentTypes",
+        }
         assert result.inference["ModerationModelVersion"] == model.version
         assert result.inference["ModerationLabels"] == []
         assert result.model_id == model.version

@@ -55,9 +55,7 @@ def test_result_line_is_one_compact_json_line():
         "source-ref": "s3://bucket/a.jpg",
         "detect-moderation-labels": RESPONSE,
     }
-    assert data.startswith(
-        b'{"source-ref":"s3://bucket/a.jpg","detect-moderation-labels":{'
-    )
+    assert data.startswith(b'{"source-ref":"s3://bucket/a.jpg","detect-moderation-labels":{')
 
 
 def test_result_line_keeps_non_ascii_source_ref():
@@ -132,9 +130,7 @@ def test_summary_errors_are_sorted_by_line_number():
 
 
 def test_summary_entry_key_order_and_spelling():
-    summary = _summarise(
-        [ManifestError(5, ErrorCode.UNSUPPORTED_SCHEME, "no", "ftp://x/y")]
-    )
+    summary = _summarise([ManifestError(5, ErrorCode.UNSUPPORTED_SCHEME, "no", "ftp://x/y")])
     (entry,) = summary["errors"]
     assert list(entry) == ["line-numer", "source-ref", "code", "message"]
     assert "line-number" not in entry
@@ -142,9 +138,7 @@ def test_summary_entry_key_order_and_spelling():
 
 def test_summary_omits_unknown_source_ref():
     summary = _summarise([ManifestError(1, ErrorCode.LINE_TOO_LONG, "too long")])
-    assert summary["errors"] == [
-        {"line-numer": 1, "code": "LINE_TOO_LONG", "message": "too long"}
-    ]
+    assert summary["errors"] == [{"line-numer": 1, "code": "LINE_TOO_LONG", "message": "too long"}]
 
 
 def test_summary_keeps_an_empty_string_source_ref():
@@ -171,9 +165,7 @@ def test_summary_merges_accumulators():
 
 
 def test_summary_is_json_serialisable():
-    summary = _summarise(
-        [None, ManifestError(3, ErrorCode.INVALID_IMAGE, "é", "/é.jpg")]
-    )
+    summary = _summarise([None, ManifestError(3, ErrorCode.INVALID_IMAGE, "é", "/é.jpg")])
     assert json.loads(json.dumps(summary, ensure_ascii=False)) == summary
 
 
@@ -333,12 +325,7 @@ def test_publish_with_no_parts_writes_empty_results(tmp_path):
     summary = _summary(0, [ManifestError(1, ErrorCode.INVALID_JSON, "bad")])
     list(fn.process(None, [], summary, 1))
     assert (output / RESULTS_FILE).read_bytes() == b""
-    assert (
-        json.loads((output / SUMMARY_FILE).read_text())["statistics"][
-            "total-json-lines"
-        ]
-        == 1
-    )
+    assert json.loads((output / SUMMARY_FILE).read_text())["statistics"]["total-json-lines"] == 1
     assert not temporary.exists()
 
 

@@ -98,9 +98,18 @@ def _too_large(size: int | None, max_bytes: int) -> str:
 def _storage_problem(path: str, exc: Exception) -> ImageProblem:
     status = getattr(exc, "code", None)
     text = str(exc)
-    if isinstance(exc, FileNotFoundError) or getattr(exc, "errno", None) == errno.ENOENT or status == 404:
+    if (
+        isinstance(exc, FileNotFoundError)
+        or getattr(exc, "errno", None) == errno.ENOENT
+        or status == 404
+    ):
         return ImageProblem(ErrorCode.IMAGE_NOT_FOUND, f"The image does not exist: {path}")
-    if isinstance(exc, PermissionError) or status == 403 or "AccessDenied" in text or "Forbidden" in text:
+    if (
+        isinstance(exc, PermissionError)
+        or status == 403
+        or "AccessDenied" in text
+        or "Forbidden" in text
+    ):
         return ImageProblem(ErrorCode.ACCESS_DENIED, f"Access to the image was denied: {path}")
     if isinstance(exc, IsADirectoryError):
         return ImageProblem(ErrorCode.IMAGE_NOT_FOUND, f"The path is a directory: {path}")
@@ -116,7 +125,9 @@ def decode_image(data: bytes, max_side: int = DECODE_MAX_SIDE) -> np.ndarray:
         # refuses those images anyway.
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ImageProblem(ErrorCode.DECOMPRESSION_BOMB, f"Refused as a decompression bomb: {exc}")
+        raise ImageProblem(
+            ErrorCode.DECOMPRESSION_BOMB, f"Refused as a decompression bomb: {exc}"
+        ) from None
     except UnidentifiedImageError:
         raise ImageProblem(
             ErrorCode.UNSUPPORTED_IMAGE_FORMAT, "The data is not a JPEG or PNG image."
@@ -228,7 +239,9 @@ class _FetchAndDecode(beam.DoFn):
                 image = future.result()
             except ImageProblem as problem:
                 self._failed.inc()
-                error = ManifestError(line.line_number, problem.code, problem.message, line.source_ref)
+                error = ManifestError(
+                    line.line_number, problem.code, problem.message, line.source_ref
+                )
                 yield beam.pvalue.TaggedOutput(self.TAG_INVALID, windowing.with_value(error))
                 continue
             except Exception as exc:  # a bug must cost one line, not the job

@@ -5,8 +5,8 @@ How lines are counted (documented in the README):
 - Lines that are empty or only whitespace are skipped: they are not manifest lines, so they count
   neither as valid nor as invalid (they still advance the line number).
 - A UTF-8 byte order mark at the start of the file and a CR before the LF are ignored.
-- A line longer than ``MAX_LINE_BYTES`` (line ending included) is not parsed: it becomes a LINE_TOO_LONG error, and
-  only its first bytes are ever held in memory.
+- A line longer than ``MAX_LINE_BYTES`` (line ending included) is not parsed: it becomes a
+  LINE_TOO_LONG error, and only its first bytes are ever held in memory.
 """
 
 from __future__ import annotations
@@ -198,7 +198,10 @@ class ValidateManifestLine(beam.DoFn):
             )
             if scheme == "local":
                 return ErrorCode.UNSUPPORTED_SCHEME, f"Local paths are not allowed; use {allowed}."
-            return ErrorCode.UNSUPPORTED_SCHEME, f"Scheme {scheme}:// is not supported; use {allowed}."
+            return (
+                ErrorCode.UNSUPPORTED_SCHEME,
+                f"Scheme {scheme}:// is not supported; use {allowed}.",
+            )
         if scheme == "local":
             if not source_ref.startswith("/"):
                 return ErrorCode.INVALID_SOURCE_REF, "A local path must be absolute."
@@ -207,5 +210,8 @@ class ValidateManifestLine(beam.DoFn):
         if not _BUCKET.match(bucket):
             return ErrorCode.INVALID_SOURCE_REF, f"{bucket!r} is not a valid bucket name."
         if not key or key.endswith("/"):
-            return ErrorCode.INVALID_SOURCE_REF, '"source-ref" must name an object, not a bucket or folder.'
+            return (
+                ErrorCode.INVALID_SOURCE_REF,
+                '"source-ref" must name an object, not a bucket or folder.',
+            )
         return None

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from transforms.records import ErrorCode, ManifestError, ManifestLine
+from transforms.records import ErrorCode, ManifestError
 
 __all__ = ["ModerateImages", "ReportProgress"]
 
@@ -37,9 +37,11 @@ class ModerateImages(beam.PTransform):
         self._model_handler = model_handler
 
     def expand(self, images):
-        predictions, dead_letters = images | "RunInference" >> RunInference(
-            KeyedModelHandler(self._model_handler)
-        ).with_exception_handling()
+        predictions, dead_letters = (
+            images
+            | "RunInference"
+            >> RunInference(KeyedModelHandler(self._model_handler)).with_exception_handling()
+        )
         results = predictions | "ToResponses" >> beam.MapTuple(
             lambda line, prediction: (line, prediction.inference)
         )

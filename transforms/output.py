@@ -135,7 +135,10 @@ class _Publish(beam.DoFn):
     def process(self, _, parts, summary, lines_read):
         statistics = summary["statistics"]
         results_lines = sum(count for _, _, count in parts)
-        if statistics["total-json-lines"] != lines_read or results_lines != statistics["valid-json-lines"]:
+        if (
+            statistics["total-json-lines"] != lines_read
+            or results_lines != statistics["valid-json-lines"]
+        ):
             raise RuntimeError(
                 "Refusing to publish inconsistent outputs: "
                 f"{lines_read} manifest lines read, summary counts {statistics}, "
@@ -149,7 +152,9 @@ class _Publish(beam.DoFn):
                         stream.write(chunk)
         summary_path = join(self._output, SUMMARY_FILE)
         # Written last: a summary present means the results beside it are complete.
-        self._store.write_bytes(summary_path, json.dumps(summary, ensure_ascii=False, indent=2).encode())
+        self._store.write_bytes(
+            summary_path, json.dumps(summary, ensure_ascii=False, indent=2).encode()
+        )
         self._store.delete_tree(self._temporary)
         yield PublishedOutputs(results_path, summary_path, statistics)
 
@@ -157,7 +162,9 @@ class _Publish(beam.DoFn):
 class PublishOutputs(beam.PTransform):
     """Assembles and publishes the outputs once parts, summary and line count are all final."""
 
-    def __init__(self, parts, summary, lines_read, *, output: str, temporary_folder: str, store: OutputStore):
+    def __init__(
+        self, parts, summary, lines_read, *, output: str, temporary_folder: str, store: OutputStore
+    ):
         super().__init__()
         self._parts = parts
         self._summary = summary

@@ -62,8 +62,8 @@ def _is_local(path: str) -> bool:
 class OutputStore:
     """Writes and removes output files; picklable, so DoFns can carry one."""
 
-    def __init__(self, s3: S3Settings = S3Settings()):
-        self._s3_settings = s3
+    def __init__(self, s3: S3Settings | None = None):
+        self._s3_settings = s3 or S3Settings()
         self._s3fs = None
 
     def __getstate__(self):
