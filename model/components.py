@@ -117,8 +117,10 @@ class NudeNetDetector:
 
     def _blob(self, image: np.ndarray) -> np.ndarray:
         # NudeNet's own letterbox and scaling; it expects OpenCV's BGR channel order.
+        import cv2
+
         blob, *_ = self._reference._read_image(
-            np.ascontiguousarray(image[..., ::-1]), self.INPUT_SIZE
+            cv2.cvtColor(image, cv2.COLOR_RGB2BGR), self.INPUT_SIZE
         )
         return blob
 

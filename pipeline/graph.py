@@ -23,6 +23,9 @@ def default_model_handler(options: ModerationOptions) -> ModelHandler:
         components=options.components,
         min_confidence=options.min_confidence,
         intra_op_threads=options.inference_threads or None,
+        # Fixed-size batches: growing from 1, as BatchElements otherwise does, wastes the
+        # first batches of every bundle on the slower small-batch path.
+        min_batch_size=options.inference_batch_size,
         max_batch_size=options.inference_batch_size,
     )
 

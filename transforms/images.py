@@ -198,7 +198,11 @@ def load_image(line: ManifestLine) -> np.ndarray:
 
 
 class _FetchAndDecode(beam.DoFn):
-    """ManifestLine -> (ManifestLine, image), with up to ``concurrency`` images in flight."""
+    """ManifestLine -> (ManifestLine, image), ``concurrency`` loads at a time.
+
+    Up to twice that many lines are in flight, so that while the model works on one batch
+    the loads for the next are already done or under way.
+    """
 
     TAG_INVALID = "invalid"
 
@@ -227,7 +231,7 @@ class _FetchAndDecode(beam.DoFn):
         self._pending.append(
             (line, self._pool.submit(load_image, line), WindowedValue(None, timestamp, [window]))
         )
-        yield from self._emit(keep=self._concurrency)
+        yield from self._emit(keep=2 * self._concurrency)
 
     def finish_bundle(self) -> Iterable[WindowedValue]:
         yield from self._emit(keep=0)
