@@ -41,7 +41,11 @@ def _write_manifest(path: str, refs: list[str]) -> str:
 
 
 def _start_s3_server():
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -37,7 +37,8 @@ def build_pipeline(
 ) -> dict[str, beam.PCollection]:
     """Wires the job into ``p`` and returns its main PCollections (for tests and callers)."""
     run_id = uuid.uuid4().hex[:12]
-    store = OutputStore(S3Settings.from_options(options))
+    s3 = S3Settings.from_options(options)
+    store = OutputStore(s3)
     temporary = join(options.output, f".temporary-{run_id}")
     handler = model_handler or default_model_handler(options)
 
@@ -46,7 +47,7 @@ def build_pipeline(
     validated = lines | "ValidateLines" >> beam.ParDo(
         ValidateManifestLine(schemes=source_schemes(options))
     ).with_outputs(ValidateManifestLine.TAG_INVALID, main="valid")
-    loaded = validated.valid | "LoadImages" >> LoadImages(options.fetch_concurrency)
+    loaded = validated.valid | "LoadImages" >> LoadImages(options.fetch_concurrency, s3)
     moderated = loaded.images | "ModerateImages" >> ModerateImages(handler)
     results = moderated["results"]
 

@@ -464,3 +464,25 @@ def test_load_images_emits_every_line_once(tmp_path, concurrency):
             equal_to([n for n in range(1, 31) if not n % 3]),
             label="CheckFailed",
         )
+
+
+@pytest.mark.parametrize(
+    "error_code, expected",
+    [
+        ("NoSuchKey", ErrorCode.IMAGE_NOT_FOUND),
+        ("NoSuchBucket", ErrorCode.IMAGE_NOT_FOUND),
+        ("404", ErrorCode.IMAGE_NOT_FOUND),
+        ("AccessDenied", ErrorCode.ACCESS_DENIED),
+        ("403", ErrorCode.ACCESS_DENIED),
+        ("SlowDown", ErrorCode.IMAGE_READ_FAILED),
+    ],
+)
+def test_s3_client_errors_are_classified(error_code, expected):
+    from botocore.exceptions import ClientError
+
+    from transforms.images import _storage_problem
+
+    error = ClientError({"Error": {"Code": error_code, "Message": "x"}}, "GetObject")
+    problem = _storage_problem("s3://bucket/key.jpg", error)
+    assert problem.code == expected
+    assert "s3://bucket/key.jpg" in problem.message or expected == ErrorCode.IMAGE_READ_FAILED

@@ -44,6 +44,23 @@ class S3Settings(NamedTuple):
             disable_ssl=bool(s3.s3_disable_ssl),
         )
 
+    def client(self, max_pool_connections: int = 10):
+        """A boto3 S3 client with these settings; thread-safe, so one serves many threads."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            aws_session_token=self.session_token,
+            region_name=self.region_name,
+            verify=self.verify,
+            use_ssl=not self.disable_ssl,
+            config=Config(max_pool_connections=max_pool_connections, retries={"mode": "standard"}),
+        )
+
 
 def _umask() -> int:
     mask = os.umask(0)
