@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 
@@ -14,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.graph import build_pipeline
 from pipeline.options import ModerationOptions, moderation_parser, validate_options
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
-from transforms.storage import join
+from transforms.storage import S3Settings, join
 
 __all__ = ["run", "main"]
 
@@ -40,13 +41,30 @@ def _configure_logging() -> None:
         logger.propagate = False
 
 
-def _check_inputs(options: ModerationOptions) -> None:
+def _check_locations(options: ModerationOptions, s3: S3Settings) -> None:
+    """Fails early, naming the flag, when the manifest or the output cannot work."""
     try:
         exists = FileSystems.exists(options.manifest)
     except Exception as exc:
         raise ValueError(f"--manifest {options.manifest} cannot be checked: {exc}") from exc
     if not exists:
         raise ValueError(f"--manifest {options.manifest} does not exist")
+    output = options.output
+    if output.startswith("s3://"):
+        bucket = output[len("s3://") :].split("/", 1)[0]
+        try:
+            s3.client().head_bucket(Bucket=bucket)
+        except Exception as exc:
+            raise ValueError(
+                f"--output {output}: bucket {bucket!r} does not exist or cannot be reached ({exc})"
+            ) from exc
+    elif "://" not in output:
+        try:
+            os.makedirs(output, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"--output {output} cannot be created: {exc}") from exc
+        if not os.access(output, os.W_OK):
+            raise ValueError(f"--output {output} is not writable")
 
 
 def run(argv: list[str] | None = None, *, model_handler=None) -> dict:
@@ -56,7 +74,7 @@ def run(argv: list[str] | None = None, *, model_handler=None) -> dict:
     moderation = options.view_as(ModerationOptions)
     validate_options(moderation)
     FileSystems.set_options(options)
-    _check_inputs(moderation)
+    _check_locations(moderation, S3Settings.from_options(options))
 
     started = time.monotonic()
     _LOGGER.info("Moderating the images of %s", moderation.manifest)
@@ -109,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        _LOGGER.exception("The job failed")
+        print(
+            f"error: the job failed and published no outputs: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
     print(report(outcome))
     return 0
 

@@ -361,6 +361,21 @@ def test_failed_inference_batch_becomes_dead_letters(tmp_path, sample_photos):
     assert outcome["error_codes"] == {ErrorCode.INFERENCE_FAILED: 2}
 
 
+def test_open_nsfw_alone_gives_a_result_that_says_so(tmp_path, sample_photos):
+    refs = [sample_photos["chelsea.jpg"], sample_photos["astronaut.jpg"]]
+    manifest = _write_manifest(tmp_path / "manifest.jsonl", [_line(ref) for ref in refs])
+    output = str(tmp_path / "output")
+    _run(manifest, output, "--components=open_nsfw", "--min_confidence=0")
+    summary, results = _outputs(output)
+    assert_outputs_contract(summary, results)
+    for result in results:
+        response = result["detect-moderation-labels"]
+        assert "open_nsfw" in response["ModerationModelVersion"]
+        assert "nudenet" not in response["ModerationModelVersion"]
+        # open_nsfw alone supports only the level-1 label.
+        assert [label["Name"] for label in response["ModerationLabels"]] == ["Explicit"]
+
+
 def test_min_confidence_zero_returns_labels(tmp_path, sample_photos):
     refs = [sample_photos["chelsea.jpg"], sample_photos["rocket.png"]]
     manifest = _write_manifest(tmp_path / "manifest.jsonl", [_line(ref) for ref in refs])
@@ -426,8 +441,11 @@ def test_cli_run_prints_output_paths(tmp_path, sample_photos):
         tmp_path / "manifest.jsonl", [_line(sample_photos["coffee.jpg"]), b"{bad json"]
     )
     output = tmp_path / "out"
-    completed = _cli(f"--manifest={manifest}", f"--output={output}", *BEAM)
+    completed = _cli(
+        f"--manifest={manifest}", f"--output={output}", "--progress_interval_secs=0", *BEAM
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Progress: 2 of 2 manifest lines done (100%)" in completed.stderr
     lines = completed.stdout.splitlines()
     assert f"Results: {output / RESULTS_FILE}" in lines
     assert f"Summary: {output / SUMMARY_FILE}" in lines

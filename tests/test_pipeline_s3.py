@@ -177,3 +177,12 @@ def test_s3_missing_manifest_is_refused(s3, moto_server):
     with pytest.raises(ValueError, match="--manifest"):
         _run(moto_server, _ref("manifests/nowhere.jsonl"))
     assert s3.list_objects_v2(Bucket=OUT_BUCKET).get("KeyCount") == 0
+
+
+def test_s3_missing_output_bucket_is_refused(s3, moto_server, sample_photos):
+    s3.create_bucket(Bucket=IN_BUCKET)
+    with open(sample_photos["chelsea.png"], "rb") as f:
+        s3.put_object(Bucket=IN_BUCKET, Key="images/chelsea.png", Body=f.read())
+    manifest = _put_manifest(s3, [_line(_ref("images/chelsea.png"))])
+    with pytest.raises(ValueError, match=f"--output s3://{OUT_BUCKET}/"):
+        _run(moto_server, manifest)
