@@ -25,12 +25,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from transforms.memory import return_freed_memory_promptly
 from transforms.records import ErrorCode, ManifestError, ManifestLine
 from transforms.storage import S3Settings
 
 __all__ = [
     "ACCEPTED_FORMATS",
     "DECODE_MAX_SIDE",
+    "DECODE_MIN_SIDE",
     "MAX_IMAGE_BYTES",
     "MAX_SIDE",
     "MIN_SIDE",
@@ -46,8 +48,10 @@ MAX_IMAGE_BYTES = 15 * 1024 * 1024  # Rekognition's limit for images in S3
 MIN_SIDE = 80
 MAX_SIDE = 10_000
 ACCEPTED_FORMATS = ("JPEG", "PNG")
-# Images are decoded no larger than this (longest side): every model component resizes to
-# 320 px or less, so the full resolution would cost memory and time for nothing.
+# Every model component works at 320 px or less, so full resolution would cost memory and time
+# for nothing: JPEGs decode at the smallest DCT scale that keeps both sides at least
+# DECODE_MIN_SIDE, and every image is then reduced to at most DECODE_MAX_SIDE.
+DECODE_MIN_SIDE = 320
 DECODE_MAX_SIDE = 512
 
 # A 10,000 x 10,000 image is within the limits; Pillow refuses images over twice this.
@@ -181,7 +185,7 @@ def decode_image(data: bytes, max_side: int = DECODE_MAX_SIDE) -> np.ndarray:
         )
     try:
         if image.format == "JPEG":
-            image.draft("RGB", (max_side, max_side))  # DCT-domain downscale while decoding
+            image.draft("RGB", (DECODE_MIN_SIDE, DECODE_MIN_SIDE))  # downscale while decoding
             image.load()
         elif width * height > _LARGE_DECODE_PIXELS:
             with _LARGE_DECODES:
@@ -244,6 +248,7 @@ class _FetchAndDecode(beam.DoFn):
         self._bytes = Metrics.distribution("images", "decoded_image_bytes")
 
     def setup(self):
+        return_freed_memory_promptly()
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="load-image")
         self._s3_client = None
         self._s3_client_lock = threading.Lock()

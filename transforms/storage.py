@@ -58,7 +58,12 @@ class S3Settings(NamedTuple):
             region_name=self.region_name,
             verify=self.verify,
             use_ssl=not self.disable_ssl,
-            config=Config(max_pool_connections=max_pool_connections, retries={"mode": "standard"}),
+            config=Config(
+                max_pool_connections=max_pool_connections,
+                retries={"mode": "standard"},
+                # Checksums of whole images cost CPU on every read; TLS already protects them.
+                response_checksum_validation="when_required",
+            ),
         )
 
 
