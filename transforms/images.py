@@ -254,8 +254,17 @@ class _FetchAndDecode(beam.DoFn):
         self._s3_client_lock = threading.Lock()
 
     def _load(self, line: ManifestLine) -> np.ndarray:
-        client = self._s3() if line.source_ref.startswith("s3://") else None
-        return decode_image(fetch_image_bytes(line.source_ref, s3_client=client))
+        try:
+            client = self._s3() if line.source_ref.startswith("s3://") else None
+            return decode_image(fetch_image_bytes(line.source_ref, s3_client=client))
+        except ImageProblem:
+            raise
+        except Exception as exc:  # a bug must cost one line, not the job
+            _LOGGER.exception("Unexpected failure loading %s", line.source_ref)
+            raise ImageProblem(
+                ErrorCode.IMAGE_READ_FAILED,
+                f"The image could not be loaded: {type(exc).__name__}: {exc}",
+            ) from exc
 
     def _s3(self):
         with self._s3_client_lock:  # built on first use: jobs without s3:// images need none
@@ -298,17 +307,6 @@ class _FetchAndDecode(beam.DoFn):
                 self._failed.inc()
                 error = ManifestError(
                     line.line_number, problem.code, problem.message, line.source_ref
-                )
-                yield beam.pvalue.TaggedOutput(self.TAG_INVALID, windowing.with_value(error))
-                continue
-            except Exception as exc:  # a bug must cost one line, not the job
-                _LOGGER.exception("Unexpected failure loading %s", line.source_ref)
-                self._failed.inc()
-                error = ManifestError(
-                    line.line_number,
-                    ErrorCode.IMAGE_READ_FAILED,
-                    f"The image could not be loaded: {type(exc).__name__}: {exc}",
-                    line.source_ref,
                 )
                 yield beam.pvalue.TaggedOutput(self.TAG_INVALID, windowing.with_value(error))
                 continue
