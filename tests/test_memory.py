@@ -1,4 +1,4 @@
-"""The worker memory policy: a fixed mmap threshold, applied once, harmless to repeat."""
+"""The heap trimmer: glibc's malloc_trim, called at most once per interval."""
 
 from __future__ import annotations
 
@@ -6,10 +6,27 @@ import platform
 
 import pytest
 
-from transforms import memory
+from transforms.memory import HeapTrimmer
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
-def test_threshold_is_applied_on_glibc_and_can_be_repeated():
-    assert memory.return_freed_memory_promptly() is True
-    assert memory.return_freed_memory_promptly() is True
+def test_trims_on_glibc():
+    trimmer = HeapTrimmer(interval_secs=0)
+    assert trimmer.available
+    assert trimmer.maybe_trim() is True
+
+
+def test_trims_at_most_once_per_interval():
+    trimmer = HeapTrimmer(interval_secs=3600)
+    calls = []
+    trimmer._trim = calls.append
+    trimmer._last -= 3600  # the interval has passed once
+    assert trimmer.maybe_trim() is True
+    assert [trimmer.maybe_trim() for _ in range(5)] == [False] * 5
+    assert calls == [0]
+
+
+def test_does_nothing_without_glibc():
+    trimmer = HeapTrimmer(interval_secs=0)
+    trimmer._trim = None
+    assert trimmer.maybe_trim() is False

@@ -25,7 +25,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from transforms.memory import return_freed_memory_promptly
+from transforms.memory import HeapTrimmer
 from transforms.records import ErrorCode, ManifestError, ManifestLine
 from transforms.storage import S3Settings
 
@@ -248,7 +248,7 @@ class _FetchAndDecode(beam.DoFn):
         self._bytes = Metrics.distribution("images", "decoded_image_bytes")
 
     def setup(self):
-        return_freed_memory_promptly()
+        self._heap = HeapTrimmer()
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="load-image")
         self._s3_client = None
         self._s3_client_lock = threading.Lock()
@@ -294,6 +294,7 @@ class _FetchAndDecode(beam.DoFn):
             (line, self._pool.submit(self._load, line), WindowedValue(None, timestamp, [window]))
         )
         yield from self._emit(keep=2 * self._concurrency)
+        self._heap.maybe_trim()
 
     def finish_bundle(self) -> Iterable[WindowedValue]:
         yield from self._emit(keep=0)
