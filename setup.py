@@ -32,8 +32,5 @@ setup(
         "demo": ["scikit-image>=0.24"],
         "test": ["pytest>=8", "moto[server]>=5.1", "scikit-image>=0.24", "ruff>=0.6"],
     },
-    classifiers=[
-        "License :: OSI Approved :: Apache Software License",
-        "Programming Language :: Python :: 3",
-    ],
+    classifiers=["Programming Language :: Python :: 3"],
 )

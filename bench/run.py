@@ -138,10 +138,14 @@ def main(argv: list[str] | None = None) -> int:
             (f"pipeline, {lines}-line manifest", lambda m=manifest: _measure("pipeline", m))
         )
 
+    server_cpu: dict[str, float] = {}
     for name, step in steps:
         started = time.perf_counter()
         print(f"Measuring {name} ...", flush=True)
+        cpu_before = time.process_time()  # this process hosts the S3 server, idle otherwise
         result = step()
+        if "S3" in name:
+            server_cpu[name] = time.process_time() - cpu_before
         print(f"  {time.perf_counter() - started:.0f} s, {result['images_per_sec']:.1f} images/s")
         if name not in results or result["images_per_sec"] > results[name]["images_per_sec"]:
             results[name] = result
@@ -158,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         if a in results and b in results:
             print(f"{a} / {b}: {results[a][what] / results[b][what]:.2f} ({what})")
 
+    for name, seconds in server_cpu.items():
+        images = results[name]["images"]
+        print(
+            f"S3 server CPU during the last '{name}': {seconds:.1f} s "
+            f"({1000 * seconds / images:.1f} ms/image), on the same cores"
+        )
+    print()
     ratio("pipeline, local files", "bound (bare inference)")
     ratio("pipeline, local files", "naive loop, local files")
     ratio("pipeline, S3 server", "bound (bare inference)")
