@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from pipeline.run import _configure_logging, report, run
+from pipeline.run import configure_logging, report, run
 
 __all__ = ["write_demo_manifest", "main"]
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", default="demo", help="Folder for images, manifest and outputs. Default: demo."
     )
     args, beam_args = parser.parse_known_args(argv)
-    _configure_logging()
+    configure_logging()
     manifest = write_demo_manifest(args.workdir)
     output = os.path.join(os.path.abspath(args.workdir), "output")
     outcome = run([f"--manifest={manifest}", f"--output={output}", *beam_args])

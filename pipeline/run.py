@@ -17,7 +17,7 @@ from pipeline.options import ModerationOptions, moderation_parser, validate_opti
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
 from transforms.storage import S3Settings, join
 
-__all__ = ["run", "main"]
+__all__ = ["configure_logging", "main", "report", "run"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class _DropKnownNoise(logging.Filter):
         return not record.getMessage().startswith("Resource module is not available")
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     logging.getLogger().addFilter(_DropKnownNoise())
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         moderation_parser().print_help()
         return 0
-    _configure_logging()
+    configure_logging()
     try:
         outcome = run(argv)
     except ValueError as exc:
