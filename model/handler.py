@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from model.backbone import DEFAULT_BACKBONE
 from model.moderation_model import ModerationModel, load_moderation_model, resolve_components
+from transforms.storage import S3Settings
 
 __all__ = ["ModerationModelHandler"]
 
@@ -26,6 +28,8 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         self,
         *,
         components: str = "auto",
+        backbone: str | None = None,
+        s3: S3Settings | None = None,
         min_confidence: float = 50.0,
         intra_op_threads: int | None = None,
         min_batch_size: int | None = None,
@@ -36,6 +40,8 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         super().__init__()
         resolve_components(components)  # a bad choice fails at construction, not on a worker
         self._components = components
+        self._backbone = backbone
+        self._s3 = s3
         self._min_confidence = min_confidence
         self._intra_op_threads = intra_op_threads
         self._batching_kwargs: dict[str, int] = {}
@@ -49,11 +55,18 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
 
     def load_model(self) -> ModerationModel:
         try:
-            model = load_moderation_model(self._components, intra_op_threads=self._intra_op_threads)
+            model = load_moderation_model(
+                self._components,
+                backbone=self._backbone,
+                intra_op_threads=self._intra_op_threads,
+                s3=self._s3,
+            )
         except Exception as exc:
             raise ValueError(
-                f"Unable to load the moderation model (--components={self._components}): {exc}. "
-                "Check that the model packages are installed: pip install '.[nudenet]'."
+                f"Unable to load the moderation model (--components={self._components}, "
+                f"--backbone={self._backbone or DEFAULT_BACKBONE}): {exc}. Check that the model "
+                "packages are installed (pip install '.[nudenet]') and that the backbone URI "
+                "is a TF2 SavedModel or TF Hub handle."
             ) from exc
         _LOGGER.info("Loaded moderation model %s", model.version)
         return model

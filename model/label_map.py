@@ -1,9 +1,14 @@
 """From component outputs to moderation labels: the mapping table and how confidences combine.
 
 Every component reports named scores in [0, 1] (a detector's best box per class, a classifier's
-class probability). ``LABEL_RULES`` says which taxonomy label each score is evidence for. A
-label's confidence is 100 x the strongest evidence for it or for any label below it, so a level-3
-label always arrives with its level-2 parent and level-1 grandparent, at least as confident.
+class probability). ``LABEL_RULES`` says which taxonomy label each score is evidence for.
+
+The evidence of one component for one label is the best of its scores for that label, except for
+the ImageNet classifier, whose classes are mutually exclusive softmax outputs: there the
+probabilities of the classes mapped to one label are added up (P(the main object is any
+weapon) = P(rifle) + P(revolver) + ...). A label's confidence is 100 x the strongest evidence
+for it or for any label below it, so a level-3 label always arrives with its level-2 parent and
+level-1 grandparent, at least as confident.
 """
 
 from __future__ import annotations
@@ -13,7 +18,15 @@ from typing import NamedTuple
 
 from model.taxonomy import ancestors, label
 
-__all__ = ["LabelRule", "LABEL_RULES", "UNMAPPED_OUTPUTS", "moderation_labels", "mapped_labels"]
+__all__ = [
+    "LabelRule",
+    "LABEL_RULES",
+    "SUMMED_COMPONENTS",
+    "UNMAPPED_OUTPUTS",
+    "moderation_labels",
+    "mapped_labels",
+    "adapter_only_labels",
+]
 
 
 class LabelRule(NamedTuple):
@@ -46,7 +59,31 @@ LABEL_RULES: tuple[LabelRule, ...] = (
     # open_nsfw: Yahoo's whole-image pornography classifier. It says "explicit" without saying
     # which kind, so it supports only the level-1 label.
     LabelRule("open_nsfw/nsfw", "Explicit", "P(NSFW) of the whole image"),
+    # EfficientNet-Lite0 ImageNet-1k classes (backbone). Each is P(the main object is this).
+    LabelRule("imagenet/assault rifle", "Weapons", "firearm"),
+    LabelRule("imagenet/rifle", "Weapons", "firearm"),
+    LabelRule("imagenet/revolver", "Weapons", "firearm"),
+    LabelRule("imagenet/holster", "Weapons", "gun holster, usually with the gun"),
+    LabelRule("imagenet/cannon", "Weapons", "artillery piece"),
+    LabelRule("imagenet/tank", "Weapons", "army tank"),
+    LabelRule("imagenet/beer bottle", "Alcoholic Beverages", "same concept"),
+    LabelRule("imagenet/beer glass", "Alcoholic Beverages", "same concept"),
+    LabelRule("imagenet/wine bottle", "Alcoholic Beverages", "same concept"),
+    LabelRule("imagenet/red wine", "Alcoholic Beverages", "a glass of red wine"),
+    LabelRule("imagenet/whiskey jug", "Alcoholic Beverages", "same concept"),
+    LabelRule("imagenet/cocktail shaker", "Alcoholic Beverages", "bar equipment for cocktails"),
+    LabelRule("imagenet/pill bottle", "Pills", "container of pills"),
+    LabelRule("imagenet/syringe", "Drugs & Tobacco Paraphernalia & Use", "injection equipment"),
+    LabelRule("imagenet/slot machine", "Gambling", "same concept"),
+    LabelRule("imagenet/bikini", "Female Swimwear or Underwear", "same concept"),
+    LabelRule("imagenet/one-piece bathing suit", "Female Swimwear or Underwear", "same concept"),
+    LabelRule("imagenet/bra", "Female Swimwear or Underwear", "same concept"),
+    LabelRule("imagenet/swim trunks / shorts", "Male Swimwear or Underwear", "same concept"),
 )
+
+# Components whose scores for one label are added up rather than maxed: softmax classifiers,
+# whose classes exclude one another.
+SUMMED_COMPONENTS = frozenset({"imagenet"})
 
 # Outputs that are read but carry no honest evidence for any label of the taxonomy.
 UNMAPPED_OUTPUTS: tuple[str, ...] = tuple(
@@ -63,7 +100,13 @@ UNMAPPED_OUTPUTS: tuple[str, ...] = tuple(
         "BUTTOCKS_COVERED",  # clothed buttocks: jeans as much as swimwear
         "ANUS_COVERED",
     )
-) + ("open_nsfw/sfw",)
+) + (
+    "open_nsfw/sfw",
+    # Space rockets are classified as missiles (scikit-image's Saturn V photo: 0.62), so a
+    # missile is no evidence of a weapon.
+    "imagenet/missile (657)",
+    "imagenet/missile (744)",
+)
 
 _RULES_BY_SIGNAL: dict[str, list[str]] = {}
 for _rule in LABEL_RULES:
@@ -85,15 +128,23 @@ def moderation_labels(
     (0-100). Order: most confident first, then
     deepest level first, then by name, so that equal inputs give byte-equal outputs.
     """
-    confidence: dict[str, float] = {}
+    evidence: dict[tuple[str, str], float] = {}  # (label, component) -> score
     for signal, score in signals.items():
         if score <= 0.0:  # no evidence at all (e.g. no box above the detector's threshold)
             continue
+        component = signal.partition("/")[0]
         for name in _RULES_BY_SIGNAL.get(signal, ()):
-            value = 100.0 * float(score)
-            for name_or_parent in ancestors(name):
-                if value > confidence.get(name_or_parent, -1.0):
-                    confidence[name_or_parent] = value
+            key = (name, component)
+            if component in SUMMED_COMPONENTS:
+                evidence[key] = min(1.0, evidence.get(key, 0.0) + float(score))
+            else:
+                evidence[key] = max(evidence.get(key, 0.0), float(score))
+    confidence: dict[str, float] = {}
+    for (name, _component), score in sorted(evidence.items()):
+        value = 100.0 * score
+        for name_or_parent in ancestors(name):
+            if value > confidence.get(name_or_parent, -1.0):
+                confidence[name_or_parent] = value
     kept = [(name, c) for name, c in confidence.items() if _round(c) >= min_confidence]
     kept.sort(key=lambda item: (-_round(item[1]), -label(item[0]).level, item[0]))
     return [_label_entry(name, c) for name, c in kept]
@@ -112,3 +163,11 @@ def _label_entry(name: str, confidence: float) -> dict[str, object]:
 def mapped_labels() -> Iterable[str]:
     """Every label the rules can emit, ancestors included."""
     return sorted({name for rule in LABEL_RULES for name in ancestors(rule.label)})
+
+
+def adapter_only_labels() -> list[str]:
+    """Taxonomy labels that no component output supports: only an adapter can emit them."""
+    from model.taxonomy import TAXONOMY
+
+    emitted = set(mapped_labels())
+    return [name for name in TAXONOMY if name not in emitted]

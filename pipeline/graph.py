@@ -21,6 +21,8 @@ __all__ = ["default_model_handler", "build_pipeline"]
 def default_model_handler(options: ModerationOptions) -> ModelHandler:
     return ModerationModelHandler(
         components=options.components,
+        backbone=options.backbone,
+        s3=S3Settings.from_options(options),
         min_confidence=options.min_confidence,
         intra_op_threads=options.inference_threads or None,
         # Fixed-size batches: growing from 1, as BatchElements otherwise does, wastes the

@@ -6,6 +6,7 @@ import argparse
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from model.backbone import DEFAULT_BACKBONE
 from model.moderation_model import COMPONENT_CHOICES
 from transforms.manifest import SUPPORTED_SCHEMES
 
@@ -38,6 +39,14 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         "open_nsfw, or open_nsfw+nudenet. Default: auto.",
     )
     parser.add_argument(
+        "--backbone",
+        default=DEFAULT_BACKBONE,
+        help="TensorFlow image backbone: the embedded efficientnet-lite0, or your own TF2 "
+        "SavedModel (local folder, gs:// or s3:// URI) or TF Hub handle taking (N, 224, 224, 3) "
+        "RGB in [0, 1] and returning ImageNet-1k scores and/or an embedding. A custom backbone "
+        f"runs without the content-types head. Default: {DEFAULT_BACKBONE}.",
+    )
+    parser.add_argument(
         "--source_schemes",
         default=",".join(SUPPORTED_SCHEMES),
         help="Comma-separated kinds of source-ref to accept: s3, gs, local. "
@@ -59,7 +68,8 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         "--inference_threads",
         type=int,
         default=0,
-        help="CPU threads per model component; 0 lets ONNX Runtime use every core. Default: 0.",
+        help="CPU threads per model component (ONNX Runtime and TensorFlow); 0 lets them use "
+        "every core. Default: 0.",
     )
     parser.add_argument(
         "--progress_interval_secs",
@@ -105,6 +115,10 @@ def validate_options(options: ModerationOptions) -> None:
         raise ValueError(
             f"--components must be one of {', '.join(COMPONENT_CHOICES)}, "
             f"not {options.components!r}"
+        )
+    if not (options.backbone or "").strip():
+        raise ValueError(
+            f"--backbone must be {DEFAULT_BACKBONE} or a SavedModel URI / TF Hub handle"
         )
     schemes = source_schemes(options)
     unknown = sorted(set(schemes) - set(SUPPORTED_SCHEMES))
