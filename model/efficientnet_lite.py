@@ -111,12 +111,18 @@ def build_keras_model(state: dict[str, np.ndarray] | None = None):
             stride = stage.stride if repeat == 0 else 1
             block_input = x
             if stage.expand != 1:
-                x = batch_norm(conv(x, f"{prefix}._expand_conv", filters_in * stage.expand, 1),
-                               f"{prefix}._bn0")
-            x = batch_norm(depthwise(x, f"{prefix}._depthwise_conv", stage.kernel, stride),
-                           f"{prefix}._bn1")
-            x = batch_norm(conv(x, f"{prefix}._project_conv", stage.filters_out, 1),
-                           f"{prefix}._bn2", activate=False)
+                x = batch_norm(
+                    conv(x, f"{prefix}._expand_conv", filters_in * stage.expand, 1),
+                    f"{prefix}._bn0",
+                )
+            x = batch_norm(
+                depthwise(x, f"{prefix}._depthwise_conv", stage.kernel, stride), f"{prefix}._bn1"
+            )
+            x = batch_norm(
+                conv(x, f"{prefix}._project_conv", stage.filters_out, 1),
+                f"{prefix}._bn2",
+                activate=False,
+            )
             if stride == 1 and filters_in == stage.filters_out:
                 x = layers.Add()([x, block_input])
             index += 1
@@ -126,8 +132,9 @@ def build_keras_model(state: dict[str, np.ndarray] | None = None):
     probabilities = classifier(embedding)
     weights.append((classifier, [state["_fc.weight"].T, state["_fc.bias"]]))
 
-    model = Model(images, {"embedding": embedding, "imagenet": probabilities},
-                  name="efficientnet_lite0")
+    model = Model(
+        images, {"embedding": embedding, "imagenet": probabilities}, name="efficientnet_lite0"
+    )
     for layer, values in weights:
         layer.set_weights(values)
     if index != sum(stage.repeats for stage in _STAGES) or f"_blocks.{index}.weight" in state:

@@ -122,9 +122,9 @@ def test_a_custom_backbone_drives_the_label_table_and_drops_the_content_head(tmp
 
     moderation = load_moderation_model("open_nsfw", backbone=path)
     (response,) = moderation.predict([_red_image()], min_confidence=50)
-    assert [(x["Name"], x["TaxonomyLevel"], x["ParentName"]) for x in response["ModerationLabels"]] == [
-        ("Gambling", 1, "")
-    ]
+    assert [
+        (x["Name"], x["TaxonomyLevel"], x["ParentName"]) for x in response["ModerationLabels"]
+    ] == [("Gambling", 1, "")]
     assert response["ModerationLabels"][0]["Confidence"] > 99
     assert response["ContentTypes"] == []
     assert response["ModerationModelVersion"] == moderation_model_version("open_nsfw", path)
