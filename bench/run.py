@@ -17,6 +17,7 @@ import sys
 import time
 
 from bench.images import make_benchmark_images
+from model.backbone import NO_BACKBONE
 
 _CREDENTIALS = (
     "--s3_access_key_id=bench",
@@ -111,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     throughput = [
         ("bound (bare inference)", lambda: _measure("bound", local_manifest)),
         ("pipeline, local files", lambda: _measure("pipeline", local_manifest)),
+        (
+            "bound, no backbone",
+            lambda: _measure("bound", local_manifest, f"--backbone={NO_BACKBONE}"),
+        ),
+        (
+            "pipeline, no backbone",
+            lambda: _measure("pipeline", local_manifest, f"--backbone={NO_BACKBONE}"),
+        ),
         ("naive loop, local files", lambda: _measure("naive", local_manifest)),
     ]
     server = None
@@ -138,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             (f"pipeline, {lines}-line manifest", lambda m=manifest: _measure("pipeline", m))
         )
 
+    print("Measuring the model's parts ...", flush=True)
+    components = _measure("components", local_manifest)
+
     server_cpu: dict[str, float] = {}
     for name, step in steps:
         started = time.perf_counter()
@@ -158,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         print(_row(name, result))
     print()
 
+    sizes = list(next(iter(components["components"].values())))
+    print(f"{'part of the model, ms/image':<34} " + " ".join(f"{'batch ' + n:>9}" for n in sizes))
+    for name, by_size in components["components"].items():
+        print(f"{name:<34} " + " ".join(f"{by_size[n]:>9.1f}" for n in sizes))
+    print()
+
     def ratio(a: str, b: str, what: str = "images_per_sec") -> None:
         if a in results and b in results:
             print(f"{a} / {b}: {results[a][what] / results[b][what]:.2f} ({what})")
@@ -171,6 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     print()
     ratio("pipeline, local files", "bound (bare inference)")
     ratio("pipeline, local files", "naive loop, local files")
+    ratio("pipeline, no backbone", "bound, no backbone")
+    if "pipeline, no backbone" in results:
+        added = (
+            1000 / results["pipeline, local files"]["images_per_sec"]
+            - 1000 / results["pipeline, no backbone"]["images_per_sec"]
+        )
+        backbone_ms = components["components"]["backbone (TensorFlow)"][sizes[-1]]
+        print(
+            f"pipeline ms/image added by the backbone: {added:.1f}, the backbone's own "
+            f"inference at batch {sizes[-1]}: {backbone_ms:.1f} (ratio {added / backbone_ms:.2f})"
+        )
     ratio("pipeline, S3 server", "bound (bare inference)")
     ratio("pipeline, S3 server", "naive loop, S3 server")
     memory = [name for name in results if name.endswith("-line manifest")]

@@ -34,6 +34,7 @@ from transforms.storage import S3Settings
 
 __all__ = [
     "DEFAULT_BACKBONE",
+    "NO_BACKBONE",
     "Backbone",
     "BackboneOutput",
     "cache_dir",
@@ -44,6 +45,8 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
+# Runs the ONNX Runtime components alone: nudity labels only, no content types.
+NO_BACKBONE = "none"
 # The part of the shorter side kept by the centre crop: the usual ImageNet evaluation crop.
 _CROP_FRACTION = 224 / 256
 # Bumped whenever the exported SavedModel would differ for the same checkpoint.

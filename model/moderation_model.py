@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from model import __version__
-from model.backbone import DEFAULT_BACKBONE, Backbone, imagenet_class_names
+from model.backbone import DEFAULT_BACKBONE, NO_BACKBONE, Backbone, imagenet_class_names
 from model.components import (
     ModerationComponent,
     NudeNetDetector,
@@ -134,6 +134,10 @@ def resolve_components(components: str) -> list[str]:
     )
 
 
+def _uses_backbone(backbone: str | None) -> bool:
+    return backbone != NO_BACKBONE
+
+
 def _uses_content_types_head(backbone: str | None) -> bool:
     # The head was trained on the default backbone's embedding; another backbone's embedding
     # means something else, so a custom backbone runs without content types.
@@ -143,7 +147,8 @@ def _uses_content_types_head(backbone: str | None) -> bool:
 def moderation_model_version(components: str = "auto", backbone: str | None = None) -> str:
     """The version a model loaded with these settings reports, without loading it."""
     versions = [_COMPONENT_VERSIONS[name]() for name in resolve_components(components)]
-    versions.append(Backbone.version_for(backbone))
+    if _uses_backbone(backbone):
+        versions.append(Backbone.version_for(backbone))
     if _uses_content_types_head(backbone):
         versions.append(ContentTypesHead.load().version)
     return model_version(versions)
@@ -157,7 +162,7 @@ def load_moderation_model(
     s3=None,
 ) -> ModerationModel:
     """The base model: ``components`` as for ``--components``, ``backbone`` a TF Hub handle or
-    SavedModel URI (None: the embedded EfficientNet-Lite0)."""
+    SavedModel URI (None: the embedded EfficientNet-Lite0; "none": no backbone at all)."""
     factories = {"open_nsfw": OpenNsfwClassifier, "nudenet": NudeNetDetector}
     parts = [
         factories[name](intra_op_threads=intra_op_threads)
@@ -165,7 +170,11 @@ def load_moderation_model(
     ]
     return ModerationModel(
         parts,
-        backbone=Backbone(backbone, intra_op_threads=intra_op_threads, s3=s3),
+        backbone=(
+            Backbone(backbone, intra_op_threads=intra_op_threads, s3=s3)
+            if _uses_backbone(backbone)
+            else None
+        ),
         content_types_head=ContentTypesHead.load() if _uses_content_types_head(backbone) else None,
     )
 

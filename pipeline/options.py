@@ -44,7 +44,8 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         help="TensorFlow image backbone: the embedded efficientnet-lite0, or your own TF2 "
         "SavedModel (local folder, gs:// or s3:// URI) or TF Hub handle taking (N, 224, 224, 3) "
         "RGB in [0, 1] and returning ImageNet-1k scores and/or an embedding. A custom backbone "
-        f"runs without the content-types head. Default: {DEFAULT_BACKBONE}.",
+        "runs without the content-types head; 'none' runs open_nsfw/NudeNet alone (nudity "
+        f"labels only, no content types). Default: {DEFAULT_BACKBONE}.",
     )
     parser.add_argument(
         "--source_schemes",
