@@ -26,6 +26,7 @@ __all__ = [
     "moderation_labels",
     "mapped_labels",
     "adapter_only_labels",
+    "mapping_table_markdown",
 ]
 
 
@@ -171,3 +172,15 @@ def adapter_only_labels() -> list[str]:
 
     emitted = set(mapped_labels())
     return [name for name in TAXONOMY if name not in emitted]
+
+
+def mapping_table_markdown() -> str:
+    """The mapping as a Markdown table, as published in docs/model.md (a test keeps them equal)."""
+    rows = ["| component output | label | level | parent | why |", "|---|---|---|---|---|"]
+    for rule in LABEL_RULES:
+        entry = label(rule.label)
+        rows.append(
+            f"| `{rule.signal}` | {entry.name} | {entry.level} | {entry.parent or '-'} "
+            f"| {rule.why} |"
+        )
+    return "\n".join(rows)

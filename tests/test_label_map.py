@@ -388,3 +388,41 @@ def test_entries_have_exactly_the_api_keys():
         assert list(entry) == ["Confidence", "Name", "ParentName", "TaxonomyLevel"]
         assert isinstance(entry["Confidence"], float)
         assert isinstance(entry["TaxonomyLevel"], int)
+
+
+def test_imagenet_classes_for_one_label_add_up():
+    confidences = {
+        e["Name"]: e["Confidence"]
+        for e in _both_orders({"imagenet/rifle": 0.3, "imagenet/revolver": 0.25})
+    }
+    assert confidences == {"Weapons": 55.0, "Violence": 55.0}
+
+
+def test_components_take_the_max_while_imagenet_classes_add_up():
+    signals = {
+        "nudenet/FEMALE_BREAST_COVERED": 0.45,
+        "imagenet/bikini": 0.3,
+        "imagenet/bra": 0.2,
+    }
+    confidences = {e["Name"]: e["Confidence"] for e in _both_orders(signals)}
+    assert confidences == {"Female Swimwear or Underwear": 50.0, "Swimwear or Underwear": 50.0}
+
+
+def test_an_imagenet_sum_never_exceeds_100():
+    signals = {"imagenet/beer bottle": 0.6, "imagenet/beer glass": 0.5}
+    assert _by_name(_both_orders(signals))["Alcoholic Beverages"]["Confidence"] == 100.0
+
+
+def test_rockets_are_not_weapons():
+    signals = {"imagenet/missile (657)": 0.6, "imagenet/missile (744)": 0.3}
+    assert moderation_labels(signals, min_confidence=0) == []
+
+
+def test_adapter_only_labels_are_exactly_what_no_rule_reaches():
+    from model.label_map import adapter_only_labels
+    from model.taxonomy import TAXONOMY
+
+    adapter_only = set(adapter_only_labels())
+    assert adapter_only.isdisjoint(mapped_labels())
+    assert adapter_only | set(mapped_labels()) == set(TAXONOMY)
+    assert {"Hate Symbols", "Rude Gestures", "Kissing on the Lips", "Smoking"} <= adapter_only

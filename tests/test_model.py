@@ -10,7 +10,11 @@ from PIL import Image
 
 from model.handler import ModerationModelHandler
 from model.label_map import UNMAPPED_OUTPUTS
-from model.moderation_model import load_moderation_model
+from model.moderation_model import (
+    _IMAGENET_SIGNALS,
+    load_moderation_model,
+    moderation_model_version,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +50,14 @@ def nudenet_classes():
     return list(getattr(reference, "__labels"))
 
 
-def test_version_names_both_components(model):
-    assert "open_nsfw" in model.version
-    assert "nudenet" in model.version
-    assert model.version.startswith("beam-moderation-")
+def test_version_names_every_part(model):
+    assert model.version == (
+        "beam-moderation-0.2.0/open_nsfw-0.1.0+nudenet-320n-3.4.2"
+        f"+efficientnet-lite0-tf-0.1.0+{model.content_types_head.version}"
+    )
     assert [c.name for c in model.components] == ["open_nsfw", "nudenet"]
+    # What the job registry reports must be what a loaded model says, without loading one.
+    assert moderation_model_version() == model.version
 
 
 def test_benign_photos_have_no_labels(model, photos):
@@ -60,11 +67,15 @@ def test_benign_photos_have_no_labels(model, photos):
         assert set(response) == {"ModerationLabels", "ModerationModelVersion", "ContentTypes"}
         assert response["ModerationLabels"] == [], name
         assert response["ModerationModelVersion"] == model.version
-        assert response["ContentTypes"] == []
+        assert response["ContentTypes"] == [], name
 
 
 def test_scores_cover_every_output_within_unit_interval(scores, nudenet_classes):
-    expected = {f"nudenet/{c}" for c in nudenet_classes} | {"open_nsfw/nsfw", "open_nsfw/sfw"}
+    expected = (
+        {f"nudenet/{c}" for c in nudenet_classes}
+        | {"open_nsfw/nsfw", "open_nsfw/sfw"}
+        | {signal for _index, signal in _IMAGENET_SIGNALS}
+    )
     assert len(nudenet_classes) == 18
     for name, per_image in zip(PHOTOS, scores):
         assert set(per_image) == expected, name
@@ -127,6 +138,18 @@ def test_open_nsfw_alone(photos):
     assert "open_nsfw" in model.version
     assert "nudenet" not in model.version
     (scores,) = model.scores(photos[:1])
+    assert {s for s in scores if not s.startswith("imagenet/")} == {
+        "open_nsfw/nsfw",
+        "open_nsfw/sfw",
+    }
+
+
+def test_without_a_backbone(photos):
+    model = load_moderation_model("open_nsfw", backbone="none")
+    assert model.backbone is None and model.content_types_head is None
+    assert model.version == "beam-moderation-0.2.0/open_nsfw-0.1.0"
+    assert moderation_model_version("open_nsfw", "none") == model.version
+    (scores,) = model.scores(photos[:1])
     assert set(scores) == {"open_nsfw/nsfw", "open_nsfw/sfw"}
 
 
@@ -157,7 +180,7 @@ def test_handler_without_a_pipeline(photos):
 
 
 def test_handler_min_confidence_zero_returns_labels(photos):
-    handler = ModerationModelHandler(components="open_nsfw", min_confidence=0.0)
+    handler = ModerationModelHandler(components="open_nsfw", backbone="none", min_confidence=0.0)
     (result,) = handler.run_inference(photos[:1], handler.load_model())
     labels = result.inference["ModerationLabels"]
     assert [label["Name"] for label in labels] == ["Explicit"]
