@@ -426,3 +426,15 @@ def test_adapter_only_labels_are_exactly_what_no_rule_reaches():
     assert adapter_only.isdisjoint(mapped_labels())
     assert adapter_only | set(mapped_labels()) == set(TAXONOMY)
     assert {"Hate Symbols", "Rude Gestures", "Kissing on the Lips", "Smoking"} <= adapter_only
+
+
+def test_the_published_mapping_is_the_code():
+    import pathlib
+
+    from model.label_map import adapter_only_labels, mapping_table_markdown
+
+    docs = (pathlib.Path(__file__).parent.parent / "docs" / "model.md").read_text("utf-8")
+    assert mapping_table_markdown() in docs
+    for name in adapter_only_labels():
+        entry = label(name)
+        assert f"| {name} | {entry.level} | {entry.parent or '-'} |" in docs
