@@ -217,7 +217,12 @@ class Backbone:
             model_uri = _embedded_saved_model()
         else:
             model_uri = _local_copy_of_s3(uri, s3) if uri.startswith("s3://") else uri
-        self._handler = TFModelHandlerNumpy(model_uri, inference_fn=_inference_fn)
+        self._handler = TFModelHandlerNumpy(
+            model_uri,
+            inference_fn=_inference_fn,
+            # Inference only: no optimizer or loss to restore (and no warning that there is none).
+            load_model_args={"compile": False},
+        )
         model = self._load(model_uri)
         # A traced function runs the graph in one call instead of layer by layer.
         self._model = tf.function(model, reduce_retracing=True)

@@ -365,15 +365,15 @@ def test_open_nsfw_alone_gives_a_result_that_says_so(tmp_path, sample_photos):
     refs = [sample_photos["chelsea.jpg"], sample_photos["astronaut.jpg"]]
     manifest = _write_manifest(tmp_path / "manifest.jsonl", [_line(ref) for ref in refs])
     output = str(tmp_path / "output")
-    _run(manifest, output, "--components=open_nsfw", "--min_confidence=0")
+    _run(manifest, output, "--components=open_nsfw", "--backbone=none", "--min_confidence=0")
     summary, results = _outputs(output)
     assert_outputs_contract(summary, results)
     for result in results:
         response = result["detect-moderation-labels"]
-        assert "open_nsfw" in response["ModerationModelVersion"]
-        assert "nudenet" not in response["ModerationModelVersion"]
+        assert response["ModerationModelVersion"] == "beam-moderation-0.2.0/open_nsfw-0.1.0"
         # open_nsfw alone supports only the level-1 label.
         assert [label["Name"] for label in response["ModerationLabels"]] == ["Explicit"]
+        assert response["ContentTypes"] == []
 
 
 def test_min_confidence_zero_returns_labels(tmp_path, sample_photos):
