@@ -58,6 +58,8 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "photo",
+    "photo_sources",
     "ANIMATED",
     "ILLUSTRATED",
     "PHOTO",
@@ -314,7 +316,8 @@ def _load_photo(name: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _photo(name: str) -> np.ndarray:
+def photo(name: str) -> np.ndarray:
+    """A whole sample photo as RGB uint8, by its name in ``photo_sources()``."""
     image = np.asarray(_load_photo(name))
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
@@ -451,7 +454,7 @@ def _make_emoji(filename: str, lines_only: bool) -> Callable[[np.random.Generato
 
 def _make_photo_crop(names: tuple[str, ...]) -> Callable[[np.random.Generator], np.ndarray]:
     def make(rng: np.random.Generator) -> np.ndarray:
-        image = _photo(names[int(rng.integers(len(names)))])
+        image = photo(names[int(rng.integers(len(names)))])
         height, width = image.shape[:2]
         side = int(min(height, width) * rng.uniform(0.35, 1.0))
         x = int(rng.integers(0, width - side + 1))
@@ -540,7 +543,8 @@ def _illustrated(seed: int) -> list[PlannedExample]:
     return _planned(sorted(items, key=lambda item: item[0]), ILLUSTRATED, seed)
 
 
-def _photos() -> list[tuple[str, tuple[str, ...]]]:
+def photo_sources() -> list[tuple[str, tuple[str, ...]]]:
+    """``(source id, photo names)`` of every sample photo the recipe uses."""
     photos = [(f"skimage/{source}", names) for source, names in _SKIMAGE_PHOTOS.items()]
     photos += [(f"sklearn/{name}", (name,)) for name in _SKLEARN_PHOTOS]
     photos += [(f"matplotlib/{name}", (name,)) for name in _MATPLOTLIB_PHOTOS]
@@ -549,7 +553,7 @@ def _photos() -> list[tuple[str, tuple[str, ...]]]:
 
 def _photo_examples(seed: int) -> list[PlannedExample]:
     items = []
-    for source, names in _photos():
+    for source, names in photo_sources():
         make = _make_photo_crop(names)
         items += [(f"{source}#{i}", source, make) for i in range(_CROPS_PER_PHOTO)]
     return _planned(items, PHOTO, seed)
