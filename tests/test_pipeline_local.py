@@ -463,3 +463,38 @@ def test_demo_runs(tmp_path):
     assert summary["statistics"]["valid-json-lines"] == 6
     assert summary["statistics"]["invalid-json-lines"] == 4
     assert all(r["detect-moderation-labels"]["ModerationLabels"] == [] for r in results)
+
+
+def test_content_types_reach_the_results(tmp_path):
+    """Game art and emoji through the whole job: ContentTypes as the model gives them."""
+    import itertools
+
+    from model import content_types_data as recipe
+    from model.moderation_model import load_moderation_model
+    from transforms.images import decode_image
+
+    examples = list(
+        itertools.islice(
+            (e for e in recipe.iter_examples(recipe.HELD_OUT) if e.label != recipe.PHOTO), 6
+        )
+    )
+    refs = []
+    for i, example in enumerate(examples):
+        path = tmp_path / f"drawing-{i}.png"
+        Image.fromarray(example.image).save(path)
+        refs.append(str(path))
+    manifest = _write_manifest(tmp_path / "manifest.jsonl", [_line(ref) for ref in refs])
+    output = str(tmp_path / "output")
+    _run(manifest, output)
+    summary, results = _outputs(output)
+    assert_outputs_contract(summary, results)
+
+    model = load_moderation_model()
+    expected = model.predict([decode_image(open(ref, "rb").read()) for ref in refs])
+    got = [r["detect-moderation-labels"]["ContentTypes"] for r in results]
+    assert got == [e["ContentTypes"] for e in expected]
+    assert any(types for types in got), "no drawing was given a content type"
+    for types in got:
+        for entry in types:
+            assert list(entry) == ["Confidence", "Name"]
+            assert entry["Name"] in {"Animated", "Illustrated"} and entry["Confidence"] >= 50
