@@ -204,15 +204,33 @@ def main(argv: list[str] | None = None) -> int:
     ratio("pipeline, local files", "bound (bare inference)")
     ratio("pipeline, local files", "naive loop, local files")
     ratio("pipeline, no backbone", "bound, no backbone")
-    if "pipeline, no backbone" in results:
-        added = (
-            1000 / results["pipeline, local files"]["images_per_sec"]
-            - 1000 / results["pipeline, no backbone"]["images_per_sec"]
-        )
+    if {"pipeline, no backbone", STARTUP, STARTUP_NO_BACKBONE} <= set(results):
+        # Per-image cost once running: the whole run less the startup run, per extra image.
+        def per_image_ms(whole: str, startup: str) -> float:
+            extra = results[whole]["images"] - results[startup]["images"]
+            return 1000 * (results[whole]["seconds"] - results[startup]["seconds"]) / extra
+
+        with_backbone = per_image_ms("pipeline, local files", STARTUP)
+        without = per_image_ms("pipeline, no backbone", STARTUP_NO_BACKBONE)
+        bound = 1000 / results["bound (bare inference)"]["images_per_sec"]
+        bound_without = 1000 / results["bound, no backbone"]["images_per_sec"]
         backbone_ms = components["components"]["backbone (TensorFlow)"][sizes[-1]]
         print(
-            f"pipeline ms/image added by the backbone: {added:.1f}, the backbone's own "
-            f"inference at batch {sizes[-1]}: {backbone_ms:.1f} (ratio {added / backbone_ms:.2f})"
+            f"startup: {results[STARTUP]['seconds']:.1f} s with the backbone, "
+            f"{results[STARTUP_NO_BACKBONE]['seconds']:.1f} s without"
+        )
+        print(
+            f"pipeline ms/image once started: {with_backbone:.1f} with the backbone, "
+            f"{without:.1f} without; bound: {bound:.1f} and {bound_without:.1f}"
+        )
+        print(
+            f"once started, pipeline / bound: {bound / with_backbone:.2f} with the backbone, "
+            f"{bound_without / without:.2f} without"
+        )
+        print(
+            f"ms/image the backbone adds to the pipeline: {with_backbone - without:.1f}; "
+            f"to bare inference: {bound - bound_without:.1f}; its own inference at batch "
+            f"{sizes[-1]}: {backbone_ms:.1f}"
         )
     ratio("pipeline, S3 server", "bound (bare inference)")
     ratio("pipeline, S3 server", "naive loop, S3 server")
