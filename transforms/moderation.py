@@ -75,9 +75,11 @@ class ReportProgress(beam.DoFn):
             if report:
                 state[2] = now
         if report:
-            rate = done / max(now - started, 1e-9)
+            elapsed = now - started
+            # A rate over a blink (a small manifest done in one batch) would mean nothing.
+            rate = f", {done / elapsed:.1f} lines/s" if elapsed >= 1.0 else ""
             _LOGGER.info(
-                "Progress: %d of %d manifest lines done (%.0f%%), %.1f lines/s",
+                "Progress: %d of %d manifest lines done (%.0f%%)%s",
                 done,
                 total,
                 100.0 * done / max(total, 1),
