@@ -14,7 +14,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     # Every top-level package is listed so that remote workers receive them all.
-    packages=["pipeline", "transforms", "model"],
+    packages=["pipeline", "transforms", "model", "service"],
     # The trained content-types head travels with the code (a few tens of KB).
     package_data={"model": ["content_types_head.npz", "content_types_head.json"]},
     install_requires=[

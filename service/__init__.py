@@ -1,0 +1,1 @@
+"""The Rekognition-compatible API: request checks, authentication, the job registry."""
