@@ -40,7 +40,7 @@ def build_pipeline(
     """Wires the job into ``p`` and returns its main PCollections (for tests and callers)."""
     run_id = uuid.uuid4().hex[:12]
     s3 = S3Settings.from_options(options)
-    store = OutputStore(s3)
+    store = OutputStore(s3, kms_key_id=options.output_kms_key_id)
     temporary = join(options.output, f".temporary-{run_id}")
     handler = model_handler or default_model_handler(options)
 

@@ -27,6 +27,12 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         "and manifest-summary.json.",
     )
     parser.add_argument(
+        "--output_kms_key_id",
+        default=None,
+        help="KMS key (id, ARN or alias) that encrypts the outputs written to s3:// (SSE-KMS). "
+        "Default: none (the bucket's own default encryption applies).",
+    )
+    parser.add_argument(
         "--min_confidence",
         type=float,
         default=50.0,
@@ -108,6 +114,8 @@ def validate_options(options: ModerationOptions) -> None:
         raise ValueError("--manifest is required: the JSON Lines file listing the images")
     if not options.output:
         raise ValueError("--output is required: where results.jsonl and manifest-summary.json go")
+    if options.output_kms_key_id and not options.output.startswith("s3://"):
+        raise ValueError("--output_kms_key_id applies to s3:// outputs only")
     if not 0.0 <= options.min_confidence <= 100.0:
         raise ValueError(
             f"--min_confidence must be between 0 and 100, not {options.min_confidence}"

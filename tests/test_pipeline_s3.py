@@ -186,3 +186,42 @@ def test_s3_missing_output_bucket_is_refused(s3, moto_server, sample_photos):
     manifest = _put_manifest(s3, [_line(_ref("images/chelsea.png"))])
     with pytest.raises(ValueError, match=f"--output s3://{OUT_BUCKET}/"):
         _run(moto_server, manifest)
+
+
+def test_s3_outputs_encrypted_with_a_kms_key(s3, moto_server, sample_photos):
+    import boto3
+
+    kms = boto3.client(
+        "kms",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    s3.create_bucket(Bucket=IN_BUCKET)
+    s3.create_bucket(Bucket=OUT_BUCKET)
+    with open(sample_photos["chelsea.png"], "rb") as f:
+        s3.put_object(Bucket=IN_BUCKET, Key="images/chelsea.png", Body=f.read())
+    manifest = _put_manifest(s3, [_line(_ref("images/chelsea.png")), b"not json"])
+    run(
+        [
+            f"--manifest={manifest}",
+            f"--output=s3://{OUT_BUCKET}/encrypted",
+            f"--output_kms_key_id={key_id}",
+            "--backbone=none",
+            *BEAM,
+            *s3_args(moto_server),
+        ]
+    )
+    for name in (RESULTS_FILE, SUMMARY_FILE):
+        head = s3.head_object(Bucket=OUT_BUCKET, Key=f"encrypted/{name}")
+        assert head["ServerSideEncryption"] == "aws:kms", name
+        assert head["SSEKMSKeyId"].endswith(key_id), name
+    outputs = _read_outputs(s3, "encrypted")
+    assert_outputs_contract(outputs["summary"], outputs["results"])
+
+
+def test_kms_key_needs_an_s3_output(tmp_path):
+    with pytest.raises(ValueError, match="--output_kms_key_id applies to s3:// outputs only"):
+        run([f"--manifest={tmp_path}/m.jsonl", f"--output={tmp_path}/out", "--output_kms_key_id=k"])

@@ -84,12 +84,18 @@ def _is_local(path: str) -> bool:
 class OutputStore:
     """Writes and removes output files; picklable, so DoFns can carry one."""
 
-    def __init__(self, s3: S3Settings | None = None):
+    def __init__(self, s3: S3Settings | None = None, *, kms_key_id: str | None = None):
         self._s3_settings = s3 or S3Settings()
+        # Objects written to S3 are encrypted with this KMS key (SSE-KMS) when it is set.
+        self._kms_key_id = kms_key_id
         self._s3fs = None
 
     def __getstate__(self):
-        return {"_s3_settings": self._s3_settings, "_s3fs": None}
+        return {
+            "_s3_settings": self._s3_settings,
+            "_kms_key_id": self._kms_key_id,
+            "_s3fs": None,
+        }
 
     @property
     def s3(self):
@@ -104,7 +110,13 @@ class OutputStore:
                 client_kwargs["region_name"] = settings.region_name
             if settings.verify is not None:
                 client_kwargs["verify"] = settings.verify
+            encryption = (
+                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self._kms_key_id}
+                if self._kms_key_id
+                else None
+            )
             self._s3fs = s3fs.S3FileSystem(
+                s3_additional_kwargs=encryption,
                 key=settings.access_key_id,
                 secret=settings.secret_access_key,
                 token=settings.session_token,
