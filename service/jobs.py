@@ -1,0 +1,201 @@
+"""Runs registered jobs: one ``python -m pipeline.run`` process per job, watched to the end.
+
+A job runs in a process of its own, so that a crash, a runaway allocation or a kill takes down
+the job and never the server. The process dies with the server (Linux's parent-death signal),
+so a restarted server can fail every job it finds unfinished: none of them can still be
+writing. Credentials reach the process through its environment, never its command line.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from service.preflight import DEFAULT_MAX_MANIFEST_BYTES, check_job_resources
+from service.registry import JobRecord, JobRegistry
+from transforms.output import RESULTS_FILE, SUMMARY_FILE
+from transforms.storage import S3Settings
+
+__all__ = ["JobRunner", "JobSettings", "output_prefix"]
+
+_LOGGER = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1
+_STDERR_LINES_KEPT = 20
+
+
+def output_prefix(job: JobRecord) -> str:
+    """The key prefix of a job's outputs: ``<S3KeyPrefix>/<JobId>``."""
+    prefix = job.request["OutputConfig"].get("S3KeyPrefix", "").strip("/")
+    return f"{prefix}/{job.job_id}" if prefix else job.job_id
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How jobs run: the model, Beam's runner flags, S3, and what jobs may touch."""
+
+    s3: S3Settings = field(default_factory=S3Settings)
+    components: str = "auto"
+    backbone: str | None = None
+    pipeline_args: Sequence[str] = ("--runner=DirectRunner",)
+    allowed_locations: Collection[str] | None = None
+    max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
+    python: str = sys.executable
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: SIGKILL it when the server process ends.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class JobRunner:
+    """Checks, starts and watches jobs, reporting each step to the registry."""
+
+    def __init__(self, registry: JobRegistry, settings: JobSettings, *, s3_client, kms_client):
+        self.registry = registry
+        self.settings = settings
+        self._s3_client = s3_client
+        self._kms_client = kms_client
+        self._watchers: dict[str, threading.Thread] = {}
+        self._processes: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def recover(self) -> list[str]:
+        """At server start: every unfinished job lost its watcher (and its process) with the
+        previous server, so each is marked FAILED."""
+        return self.registry.fail_orphans(is_alive=lambda _pid: False)
+
+    def submit(self, job: JobRecord) -> None:
+        """Checks the job's resources, then runs it in the background."""
+        problem = check_job_resources(
+            job.request,
+            self._s3_client,
+            self._kms_client,
+            allowed_locations=self.settings.allowed_locations,
+            max_manifest_bytes=self.settings.max_manifest_bytes,
+        )
+        if problem:
+            self.registry.mark_failed(job.job_id, problem.code, problem.message)
+            return
+        self.registry.mark_queued(job.job_id)
+        watcher = threading.Thread(target=self._run, args=(job,), name=f"job-{job.job_id[:8]}")
+        watcher.daemon = True
+        with self._lock:
+            self._watchers[job.job_id] = watcher
+        watcher.start()
+
+    def wait(self, job_id: str, timeout: float | None = None) -> None:
+        """Waits for a submitted job's process to end and its outcome to be recorded."""
+        with self._lock:
+            watcher = self._watchers.get(job_id)
+        if watcher is not None:
+            watcher.join(timeout)
+
+    def process_id(self, job_id: str) -> int | None:
+        with self._lock:
+            process = self._processes.get(job_id)
+        return process.pid if process else None
+
+    def command(self, job: JobRecord) -> list[str]:
+        request = job.request
+        manifest = request["Input"]["S3Object"]
+        bucket = request["OutputConfig"]["S3Bucket"]
+        settings = self.settings
+        config = request["OperationsConfig"].get("DetectModerationLabels", {})
+        command = [
+            settings.python,
+            "-m",
+            "pipeline.run",
+            f"--manifest=s3://{manifest['Bucket']}/{manifest['Name']}",
+            f"--output=s3://{bucket}/{output_prefix(job)}",
+            f"--min_confidence={config.get('MinConfidence', 50.0)}",
+            f"--components={settings.components}",
+            "--progress_interval_secs=30",
+        ]
+        if settings.backbone:
+            command.append(f"--backbone={settings.backbone}")
+        if request.get("KmsKeyId"):
+            command.append(f"--output_kms_key_id={request['KmsKeyId']}")
+        s3 = settings.s3
+        for flag, value in (
+            ("s3_endpoint_url", s3.endpoint_url),
+            ("s3_region_name", s3.region_name),
+        ):
+            if value:
+                command.append(f"--{flag}={value}")
+        if s3.disable_ssl:
+            command.append("--s3_disable_ssl")
+        return command + list(settings.pipeline_args)
+
+    def _environment(self) -> dict[str, str]:
+        environment = dict(os.environ)
+        s3 = self.settings.s3
+        for name, value in (
+            ("AWS_ACCESS_KEY_ID", s3.access_key_id),
+            ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key),
+            ("AWS_SESSION_TOKEN", s3.session_token),
+        ):
+            if value:
+                environment[name] = value
+        return environment
+
+    def _run(self, job: JobRecord) -> None:
+        try:
+            process = subprocess.Popen(
+                self.command(job),
+                env=self._environment(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            self.registry.mark_failed(
+                job.job_id, "INTERNAL_ERROR", f"The job could not start: {exc}"
+            )
+            return
+        with self._lock:
+            self._processes[job.job_id] = process
+        self.registry.mark_in_progress(job.job_id, worker_pid=process.pid)
+        last_lines: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES_KEPT)
+        for line in process.stderr:
+            last_lines.append(line.rstrip())
+            _LOGGER.debug("job %s: %s", job.job_id, line.rstrip())
+        returncode = process.wait()
+        try:
+            self._record_outcome(job, returncode, list(last_lines))
+        finally:
+            with self._lock:
+                self._processes.pop(job.job_id, None)
+
+    def _record_outcome(self, job: JobRecord, returncode: int, last_lines: list[str]) -> None:
+        from model.moderation_model import moderation_model_version
+
+        if returncode == 0:
+            prefix = output_prefix(job)
+            self.registry.mark_succeeded(
+                job.job_id,
+                results_key=f"{prefix}/{RESULTS_FILE}",
+                summary_key=f"{prefix}/{SUMMARY_FILE}",
+                model_version=moderation_model_version(
+                    self.settings.components, self.settings.backbone
+                ),
+            )
+            return
+        if returncode < 0:
+            reason = f"The job's process was killed by signal {-returncode}."
+        else:
+            reason = f"The job's process exited with status {returncode}."
+        errors = [line for line in last_lines if "error" in line.lower()]
+        detail = (errors or last_lines or [""])[-1]
+        message = f"{reason} {detail}".strip()
+        _LOGGER.warning("Job %s failed: %s", job.job_id, message)
+        self.registry.mark_failed(job.job_id, "INTERNAL_ERROR", message)
