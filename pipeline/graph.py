@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
 
 from model.handler import ModerationModelHandler
-from pipeline.options import ModerationOptions, source_schemes
+from pipeline.options import ModerationOptions, allowed_source_prefixes, source_schemes
 from transforms.images import LoadImages
 from transforms.manifest import ReadManifest, ValidateManifestLine
 from transforms.moderation import ModerateImages, ReportProgress
@@ -47,7 +47,10 @@ def build_pipeline(
     lines = p | "ReadManifest" >> ReadManifest(options.manifest)
     lines_read = lines | "CountLines" >> beam.combiners.Count.Globally()
     validated = lines | "ValidateLines" >> beam.ParDo(
-        ValidateManifestLine(schemes=source_schemes(options))
+        ValidateManifestLine(
+            schemes=source_schemes(options),
+            allowed_prefixes=allowed_source_prefixes(options),
+        )
     ).with_outputs(ValidateManifestLine.TAG_INVALID, main="valid")
     loaded = validated.valid | "LoadImages" >> LoadImages(options.fetch_concurrency, s3)
     moderated = loaded.images | "ModerateImages" >> ModerateImages(handler)

@@ -60,6 +60,12 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         f"Default: {','.join(SUPPORTED_SCHEMES)}.",
     )
     parser.add_argument(
+        "--allowed_source_prefixes",
+        default=None,
+        help="Comma-separated URI prefixes (e.g. s3://bucket/images/) that source-refs must start "
+        "with; other lines fail with ACCESS_DENIED. Default: any.",
+    )
+    parser.add_argument(
         "--fetch_concurrency",
         type=int,
         default=16,
@@ -144,6 +150,12 @@ def validate_options(options: ModerationOptions) -> None:
         value = getattr(options, flag)
         if not low <= value <= high:
             raise ValueError(f"--{flag} must be between {low} and {high}, not {value}")
+
+
+def allowed_source_prefixes(options: ModerationOptions) -> list[str] | None:
+    if options.allowed_source_prefixes is None:
+        return None
+    return [p.strip() for p in options.allowed_source_prefixes.split(",") if p.strip()]
 
 
 def source_schemes(options: ModerationOptions) -> list[str]:

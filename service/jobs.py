@@ -118,7 +118,16 @@ class JobRunner:
             f"--min_confidence={config.get('MinConfidence', 50.0)}",
             f"--components={settings.components}",
             "--progress_interval_secs=30",
+            # Through the API, images come from S3 only (never the server's own disk), and only
+            # from the allowed locations.
+            "--source_schemes=s3",
         ]
+        if settings.allowed_locations is not None:
+            prefixes = ",".join(
+                f"s3://{entry}" if "/" in entry else f"s3://{entry}/"
+                for entry in settings.allowed_locations
+            )
+            command.append(f"--allowed_source_prefixes={prefixes}")
         if settings.backbone:
             command.append(f"--backbone={settings.backbone}")
         if request.get("KmsKeyId"):

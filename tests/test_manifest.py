@@ -399,3 +399,14 @@ def test_read_manifest_numbers_lines(tmp_path):
             ),
             label="CheckLines",
         )
+
+
+def test_only_allowed_prefixes_are_read():
+    fn = ValidateManifestLine(allowed_prefixes=["s3://in-bucket/images/", "s3://shared/"])
+    assert fn.parse(1, b'{"source-ref": "s3://in-bucket/images/a.jpg"}').source_ref
+    assert fn.parse(2, b'{"source-ref": "s3://shared/x/b.png"}').source_ref
+    refused = fn.parse(3, b'{"source-ref": "s3://in-bucket/private/a.jpg"}')
+    assert refused.code == ErrorCode.ACCESS_DENIED
+    assert "s3://in-bucket/images/" in refused.message
+    nothing = ValidateManifestLine(allowed_prefixes=[])
+    assert nothing.parse(1, b'{"source-ref": "s3://bucket/k.jpg"}').code == ErrorCode.ACCESS_DENIED

@@ -296,3 +296,32 @@ def test_a_killed_job_fails_and_a_restarted_server_keeps_the_records(
     finally:
         restarted.shutdown()
         restarted.server_close()
+
+
+def test_jobs_read_images_only_from_allowed_s3_locations(server, s3, sample_photos):
+    with open(sample_photos["chelsea.jpg"], "rb") as f:
+        data = f.read()
+    s3.put_object(Bucket="in-bucket", Key="images/chelsea.jpg", Body=data)
+    s3.put_object(Bucket="elsewhere", Key="chelsea.jpg", Body=data)
+    lines = [
+        "s3://in-bucket/images/chelsea.jpg",
+        "s3://elsewhere/chelsea.jpg",
+        sample_photos["chelsea.jpg"],  # a file on the server's own disk
+    ]
+    s3.put_object(
+        Bucket="in-bucket",
+        Key="manifests/mixed.jsonl",
+        Body="".join(json.dumps({"source-ref": ref}) + "\n" for ref in lines),
+    )
+    client = _client(server)
+    job_id = _start(
+        client, Input={"S3Object": {"Bucket": "in-bucket", "Name": "manifests/mixed.jsonl"}}
+    )["JobId"]
+    job = _wait(client, job_id)
+    assert job["Status"] == "SUCCEEDED", job.get("FailureDetails")
+    summary_object = job["ManifestSummary"]["S3Object"]
+    summary = json.loads(
+        s3.get_object(Bucket=summary_object["Bucket"], Key=summary_object["Name"])["Body"].read()
+    )
+    codes = {error["line-numer"]: error["code"] for error in summary["errors"]}
+    assert codes == {2: "ACCESS_DENIED", 3: "UNSUPPORTED_SCHEME"}

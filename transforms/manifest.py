@@ -122,11 +122,14 @@ class ValidateManifestLine(beam.DoFn):
         *,
         schemes: Iterable[str] = SUPPORTED_SCHEMES,
         max_line_bytes: int = MAX_LINE_BYTES,
+        allowed_prefixes: Iterable[str] | None = None,
     ):
         unknown = set(schemes) - set(SUPPORTED_SCHEMES)
         if unknown:
             raise ValueError(f"unsupported schemes {sorted(unknown)}; use {SUPPORTED_SCHEMES}")
         self._schemes = frozenset(schemes)
+        # When set, only images under one of these URI prefixes may be read.
+        self._allowed_prefixes = None if allowed_prefixes is None else tuple(allowed_prefixes)
         self._max_line_bytes = max_line_bytes
         self._invalid = Metrics.counter("manifest", "num_invalid_lines")
 
@@ -177,6 +180,14 @@ class ValidateManifestLine(beam.DoFn):
         problem = self._source_ref_problem(source_ref)
         if problem:
             return error(*problem, source_ref=source_ref)
+        if self._allowed_prefixes is not None and not source_ref.startswith(self._allowed_prefixes):
+            return error(
+                ErrorCode.ACCESS_DENIED,
+                "This job may not read images there; allowed: "
+                + (", ".join(self._allowed_prefixes) or "none")
+                + ".",
+                source_ref=source_ref,
+            )
         return ManifestLine(number, source_ref)
 
     def _source_ref_problem(self, source_ref: str) -> tuple[str, str] | None:
