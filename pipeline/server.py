@@ -149,6 +149,14 @@ def build_server(argv: Sequence[str]):
         def do_POST(self):  # noqa: N802 - http.server's naming
             length = int(self.headers.get("Content-Length") or 0)
             if length > max_body:
+                # Read the body away (without keeping it) so the client gets the answer, not a
+                # broken connection halfway through its upload.
+                remaining = length
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 16))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
                 self._send(
                     413,
                     {"Content-Type": "application/x-amz-json-1.1"},

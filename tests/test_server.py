@@ -325,3 +325,77 @@ def test_jobs_read_images_only_from_allowed_s3_locations(server, s3, sample_phot
     )
     codes = {error["line-numer"]: error["code"] for error in summary["errors"]}
     assert codes == {2: "ACCESS_DENIED", 3: "UNSUPPORTED_SCHEME"}
+
+
+def test_job_outputs_are_encrypted_with_the_jobs_kms_key(server, s3, sample_photos, moto_server):
+    _put_manifest(s3, sample_photos)
+    kms = boto3.client(
+        "kms",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    client = _client(server)
+    job = _wait(client, _start(client, KmsKeyId=key_id)["JobId"])
+    assert job["Status"] == "SUCCEEDED", job.get("FailureDetails")
+    assert job["KmsKeyId"] == key_id
+    for output in (job["Results"]["S3Object"], job["ManifestSummary"]["S3Object"]):
+        head = s3.head_object(Bucket=output["Bucket"], Key=output["Name"])
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert head["SSEKMSKeyId"].endswith(key_id)
+
+
+def _signed_post(endpoint: str, target: str, body: bytes):
+    import urllib.error
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(
+        method="POST",
+        url=endpoint + "/",
+        data=body,
+        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target},
+    )
+    SigV4Auth(Credentials(KEY_ID, SECRET), "rekognition", "us-east-1").add_auth(request)
+    prepared = urllib.request.Request(
+        endpoint + "/", data=body, headers=dict(request.headers.items()), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(prepared, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_unknown_operations_and_unsigned_requests(server):
+    status, body = _signed_post(server, "RekognitionService.DetectLabels", b"{}")
+    assert status == 400 and body["__type"] == "UnknownOperationException"
+    import urllib.error
+    import urllib.request
+
+    unsigned = urllib.request.Request(
+        server + "/",
+        data=b"{}",
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "RekognitionService.ListMediaAnalysisJobs",
+        },
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unsigned, timeout=30)
+    assert json.loads(refused.value.read())["__type"] == "MissingAuthenticationTokenException"
+
+
+def test_request_bodies_have_a_size_limit(server):
+    from pipeline.server import DEFAULT_MAX_BODY_BYTES
+
+    big = json.dumps({"Image": {"Bytes": "A" * DEFAULT_MAX_BODY_BYTES}}).encode()
+    status, body = _signed_post(server, "RekognitionService.DetectModerationLabels", big)
+    assert status == 413
+    assert str(DEFAULT_MAX_BODY_BYTES) in body["Message"]
