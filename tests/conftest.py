@@ -59,14 +59,25 @@ def reset_moto(endpoint: str) -> None:
         assert response.status == 200
 
 
-def s3_client(endpoint: str):
+def moto_client(service: str, endpoint: str):
+    """A boto3 client for ``service`` (s3, kms) of the moto server at ``endpoint``."""
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def s3_client(endpoint: str):
+    return moto_client("s3", endpoint)
+
+
+@pytest.fixture
+def kms(moto_server, s3):  # s3: the server is reset first
+    """A boto3 KMS client bound to the freshly reset moto server."""
+    return moto_client("kms", moto_server)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import signal
 import time
 
-import boto3
 import pytest
 
 from service.jobs import JobRunner, JobSettings, output_prefix
@@ -28,7 +27,7 @@ def _request(manifest_key: str = "manifests/batch.jsonl", **overrides) -> dict:
 
 
 @pytest.fixture
-def runner(tmp_path, s3, moto_server):
+def runner(tmp_path, s3, kms, moto_server):
     settings = JobSettings(
         s3=S3Settings(
             endpoint_url=moto_server,
@@ -38,13 +37,6 @@ def runner(tmp_path, s3, moto_server):
         ),
         components="open_nsfw",
         backbone="none",
-    )
-    kms = boto3.client(
-        "kms",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
     )
     registry = JobRegistry(str(tmp_path / "jobs.sqlite"))
     return JobRunner(registry, settings, s3_client=s3, kms_client=kms)

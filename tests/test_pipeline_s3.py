@@ -188,16 +188,7 @@ def test_s3_missing_output_bucket_is_refused(s3, moto_server, sample_photos):
         _run(moto_server, manifest)
 
 
-def test_s3_outputs_encrypted_with_a_kms_key(s3, moto_server, sample_photos):
-    import boto3
-
-    kms = boto3.client(
-        "kms",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+def test_s3_outputs_encrypted_with_a_kms_key(s3, kms, moto_server, sample_photos):
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
     s3.create_bucket(Bucket=IN_BUCKET)
     s3.create_bucket(Bucket=OUT_BUCKET)

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
 
 from service.preflight import check_job_resources, is_allowed
-
-
-@pytest.fixture
-def kms(moto_server, s3):  # s3: the server is reset first
-    return boto3.client(
-        "kms",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def _request(**overrides) -> dict:

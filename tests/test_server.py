@@ -327,15 +327,8 @@ def test_jobs_read_images_only_from_allowed_s3_locations(server, s3, sample_phot
     assert codes == {2: "ACCESS_DENIED", 3: "UNSUPPORTED_SCHEME"}
 
 
-def test_job_outputs_are_encrypted_with_the_jobs_kms_key(server, s3, sample_photos, moto_server):
+def test_job_outputs_are_encrypted_with_the_jobs_kms_key(server, s3, kms, sample_photos):
     _put_manifest(s3, sample_photos)
-    kms = boto3.client(
-        "kms",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
     client = _client(server)
     job = _wait(client, _start(client, KmsKeyId=key_id)["JobId"])
