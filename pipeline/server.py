@@ -127,7 +127,8 @@ def build_server(argv: Sequence[str]):
         allowed_locations=allowed,
     )
     kms = boto3.client("kms", endpoint_url=args.kms_endpoint_url, region_name=args.s3_region_name)
-    runner = JobRunner(registry, settings, s3_client=s3_settings.client(), kms_client=kms)
+    s3_client = s3_settings.client()
+    runner = JobRunner(registry, settings, s3_client=s3_client, kms_client=kms)
     failed = runner.recover()
     if failed:
         _LOGGER.warning("Marked %d unfinished job(s) of the previous server FAILED", len(failed))
@@ -135,7 +136,7 @@ def build_server(argv: Sequence[str]):
     api = RekognitionApi(
         access_keys=keys,
         runner=runner,
-        s3_client=s3_settings.client(),
+        s3_client=s3_client,
         load_model=lambda: load_moderation_model(
             args.components, backbone=args.backbone, s3=s3_settings
         ),

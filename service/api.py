@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from service.auth import AccessKeys, AuthError, verify_sigv4
+from service.auth import AccessKeys, verify_sigv4
 from service.jobs import JobRunner
 from service.preflight import is_allowed
 from service.registry import (
@@ -72,10 +72,7 @@ class RekognitionApi:
         try:
             if method != "POST" or path != "/":
                 raise _error("UnknownOperationException", "Send POST / with an X-Amz-Target.")
-            try:
-                verify_sigv4(method, path, query, headers, body, self.access_keys)
-            except AuthError as exc:
-                raise _error(exc.code, exc.message, exc.http_status) from None
+            verify_sigv4(method, path, query, headers, body, self.access_keys)
             lower = {name.lower(): value for name, value in headers.items()}
             target = lower.get("x-amz-target", "")
             operation = target[len(_TARGET_PREFIX) :] if target.startswith(_TARGET_PREFIX) else ""

@@ -30,6 +30,8 @@ from urllib.parse import parse_qsl, quote
 
 from botocore.utils import normalize_url_path
 
+from service.errors import RequestError
+
 __all__ = [
     "ACCESS_KEYS_ENV_VAR",
     "AccessKeys",
@@ -61,14 +63,8 @@ _MSG_SIGNATURE_MISMATCH = (
 )
 
 
-class AuthError(Exception):
+class AuthError(RequestError):
     """A request failed authentication; carries the AWS error code, message and HTTP status."""
-
-    def __init__(self, code: str, message: str, http_status: int = 400) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.http_status = http_status
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from typing import Any
 import botocore.session
 from botocore.model import ServiceModel, Shape
 
+from service.errors import RequestError
+
 __all__ = [
     "INVALID_PARAMETER",
     "MAX_REPORTED_ERRORS",
@@ -61,20 +63,6 @@ _JAVA_TYPE_NAMES = {
 }
 # Characters Java's `.` does not match (Python's `.` only excludes "\n").
 _JAVA_LINE_TERMINATORS = "\\n\\r\\u0085\\u2028\\u2029"
-
-
-class RequestError(Exception):
-    """A request the API refuses, carried to the client as an AWS JSON 1.1 error body."""
-
-    def __init__(self, code: str, message: str, http_status: int = 400) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.http_status = http_status
-
-    def to_body(self) -> dict[str, str]:
-        """The JSON error body botocore parses (`__type` gives the code, `Message` the text)."""
-        return {"__type": self.code, "Message": self.message, "Code": self.code}
 
 
 @functools.cache
