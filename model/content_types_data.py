@@ -58,6 +58,7 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "emoji_scene",
     "photo",
     "photo_sources",
     "ANIMATED",
@@ -450,6 +451,11 @@ def _make_emoji(filename: str, lines_only: bool) -> Callable[[np.random.Generato
         return np.asarray(canvas)
 
     return make
+
+
+def emoji_scene(filename: str, seed: int, lines_only: bool = False) -> np.ndarray:
+    """OpenMoji ``filename`` (e.g. "1F44D.svg") drawn on a random background, as RGB."""
+    return _make_emoji(filename, lines_only)(np.random.default_rng(seed))
 
 
 def _make_photo_crop(names: tuple[str, ...]) -> Callable[[np.random.Generator], np.ndarray]:

@@ -70,6 +70,7 @@ __all__ = [
     "evaluate",
     "expand_labels",
     "format_text",
+    "image_loader",
     "main",
     "parse_ground_truth_line",
     "read_ground_truth",
@@ -97,7 +98,15 @@ class GroundTruthLine(NamedTuple):
 # --- Reading the manifest -------------------------------------------------------------------
 
 
-def _names(number: int, holder: Mapping[str, Any], key: str, known: Iterable[str]) -> list[str]:
+def _names(
+    number: int,
+    holder: Mapping[str, Any],
+    key: str,
+    known: Iterable[str],
+    custom: dict[str, str] | None = None,
+) -> list[str]:
+    """The entries' names; with ``custom``, names outside ``known`` are an adapter's own labels,
+    each with its ``ParentName`` ("" or absent: level 1), collected into ``custom``."""
     entries = holder[key]
     where = f"line {number}: {GROUND_TRUTH_KEY}.{key}"
     if not isinstance(entries, list):
@@ -107,16 +116,30 @@ def _names(number: int, holder: Mapping[str, Any], key: str, known: Iterable[str
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("Name"), str):
             raise ManifestProblem(f'{where}: each entry must be an object with a "Name" string')
-        if entry["Name"] not in known:
-            raise ManifestProblem(f"line {number}: unknown {key} name {entry['Name']!r}")
-        names.append(entry["Name"])
+        name = entry["Name"]
+        if name not in known:
+            if custom is None:
+                raise ManifestProblem(f"line {number}: unknown {key} name {name!r}")
+            parent = entry.get("ParentName") or ""
+            if not isinstance(parent, str):
+                raise ManifestProblem(f"line {number}: the ParentName of {name!r} is not a string")
+            if custom.setdefault(name, parent) != parent:
+                raise ManifestProblem(
+                    f"line {number}: custom label {name!r} has ParentName {parent!r} here but "
+                    f"{custom[name]!r} before; a label has one parent"
+                )
+        names.append(name)
     return names
 
 
-def parse_ground_truth_line(number: int, raw: bytes | str | None) -> GroundTruthLine:
+def parse_ground_truth_line(
+    number: int, raw: bytes | str | None, custom_labels: dict[str, str] | None = None
+) -> GroundTruthLine:
     """One manifest line -> ``GroundTruthLine``; ``ManifestProblem`` names the line and the fault.
 
-    ``raw`` is None for a line too long to read (as ``read_manifest_lines`` reports it).
+    ``raw`` is None for a line too long to read (as ``read_manifest_lines`` reports it). Labels
+    outside the taxonomy are refused, unless ``custom_labels`` is given: then they are an
+    adapter's own labels and their parents are collected there (``{name: ParentName}``).
     """
     if raw is None:
         raise ManifestProblem(f"line {number}: longer than {MAX_LINE_BYTES} bytes")
@@ -139,7 +162,7 @@ def parse_ground_truth_line(number: int, raw: bytes | str | None) -> GroundTruth
         raise ManifestProblem(f'line {number}: "{GROUND_TRUTH_KEY}" is missing or not an object')
     if "ModerationLabels" not in truth:
         raise ManifestProblem(f'line {number}: "{GROUND_TRUTH_KEY}" has no "ModerationLabels"')
-    labels = _names(number, truth, "ModerationLabels", TAXONOMY)
+    labels = _names(number, truth, "ModerationLabels", TAXONOMY, custom_labels)
     content_types = (
         _names(number, truth, "ContentTypes", CONTENT_TYPES) if "ContentTypes" in truth else None
     )
@@ -151,8 +174,11 @@ def parse_ground_truth_line(number: int, raw: bytes | str | None) -> GroundTruth
     )
 
 
-def read_ground_truth(path: str) -> Iterator[GroundTruthLine]:
-    """Streams the manifest's lines, relative local ``source-ref`` resolved against its folder."""
+def read_ground_truth(
+    path: str, custom_labels: dict[str, str] | None = None
+) -> Iterator[GroundTruthLine]:
+    """Streams the manifest's lines, relative local ``source-ref`` resolved against its folder
+    (``custom_labels``: as for ``parse_ground_truth_line``)."""
     try:
         exists = FileSystems.exists(path)
     except Exception as exc:
@@ -161,7 +187,7 @@ def read_ground_truth(path: str) -> Iterator[GroundTruthLine]:
         raise ManifestProblem(f"--manifest {path} does not exist")
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
         for number, raw in read_manifest_lines(stream):
-            line = parse_ground_truth_line(number, raw)
+            line = parse_ground_truth_line(number, raw, custom_labels)
             yield line._replace(source_ref=_resolve(line.source_ref, path))
 
 
@@ -176,9 +202,10 @@ def _resolve(source_ref: str, manifest: str) -> str:
 # --- Counting (pure) ------------------------------------------------------------------------
 
 
-def expand_labels(names: Iterable[str]) -> set[str]:
-    """The names with every ancestor added ("Pills" -> Pills, Products, Drugs & Tobacco)."""
-    return {name_or_parent for name in names for name_or_parent in ancestors(name)}
+def expand_labels(names: Iterable[str], custom=None) -> set[str]:
+    """The names with every ancestor added ("Pills" -> Pills, Products, Drugs & Tobacco);
+    ``custom``: an adapter's own labels (name -> TaxonomyLabel)."""
+    return {name_or_parent for name in names for name_or_parent in ancestors(name, custom)}
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -425,7 +452,7 @@ def _run_batch(
         evaluation.add(line, response)
 
 
-def _image_loader(s3: S3Settings, concurrency: int) -> Callable[[str], np.ndarray]:
+def image_loader(s3: S3Settings, concurrency: int) -> Callable[[str], np.ndarray]:
     """``path -> RGB image``; ``s3://`` paths share one boto3 client, built on first use."""
     lock = threading.Lock()
     clients: list[Any] = []
@@ -653,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model,
             evaluation,
             batch_size=args.batch_size,
-            load_image=_image_loader(s3, args.fetch_concurrency),
+            load_image=image_loader(s3, args.fetch_concurrency),
             concurrency=args.fetch_concurrency,
         )
     except ManifestProblem as exc:  # the file changed since the first pass

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from model.adapter import Adapter
 from model.backbone import DEFAULT_BACKBONE
-from model.moderation_model import ModerationModel, load_moderation_model, resolve_components
+from model.moderation_model import (
+    ImageAnalysis,
+    ModerationModel,
+    load_moderation_model,
+    resolve_components,
+    respond,
+)
 from transforms.storage import S3Settings
 
-__all__ = ["ModerationModelHandler"]
+__all__ = ["AdapterInput", "AdapterModelHandler", "ModerationModelHandler"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -36,7 +43,10 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         max_batch_size: int | None = None,
         max_batch_duration_secs: int | None = None,
         large_model: bool = False,
+        analyses: bool = False,
     ):
+        """``analyses``: return each image's ``ImageAnalysis`` (for an adapter stage after this
+        one) instead of its response."""
         super().__init__()
         resolve_components(components)  # a bad choice fails at construction, not on a worker
         self._components = components
@@ -52,6 +62,7 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         if max_batch_duration_secs is not None:
             self._batching_kwargs["max_batch_duration_secs"] = max_batch_duration_secs
         self._large_model = large_model
+        self._analyses = analyses
 
     def load_model(self) -> ModerationModel:
         try:
@@ -77,8 +88,12 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         model: ModerationModel,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
-        responses = model.predict(batch, self._min_confidence)
         # The decoded image is not needed downstream: results carry the response only.
+        if self._analyses:
+            return [
+                PredictionResult(None, analysis, model.version) for analysis in model.analyse(batch)
+            ]
+        responses = model.predict(batch, self._min_confidence)
         return [PredictionResult(None, response, model.version) for response in responses]
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
@@ -92,3 +107,81 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
 
     def share_model_across_processes(self) -> bool:
         return self._large_model
+
+
+class AdapterInput(NamedTuple):
+    """What the adapter stage gets per image: its manifest line (carried through), the base
+    model's analysis, and the base model's version."""
+
+    line: Any
+    analysis: ImageAnalysis
+    base_version: str
+
+
+class AdapterModelHandler(ModelHandler[AdapterInput, PredictionResult, Adapter]):
+    """Base-model analyses in, adapted DetectModerationLabels responses out.
+
+    The model it loads is the adapter alone (kilobytes): the base model ran once, before, so
+    several adapters in one worker share it. Use it in a ``KeyedModelHandler`` of
+    ``KeyModelMapping``s, one per adapter. Each result's inference is ``(line, response)``.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        s3: S3Settings | None = None,
+        min_confidence: float = 50.0,
+        project_version: str | None = None,
+    ):
+        """``project_version``: the ARN responses echo (default: the one the adapter records)."""
+        super().__init__()
+        self._uri = uri
+        self._project_version = project_version
+        self._s3 = s3
+        self._min_confidence = min_confidence
+
+    def load_model(self) -> Adapter:
+        try:
+            adapter = Adapter.load(self._uri, self._s3)
+        except ValueError as exc:
+            raise ValueError(f"Unable to load the adapter (--adapter={self._uri}): {exc}") from exc
+        _LOGGER.info(
+            "Loaded adapter %s (%s) for labels %s",
+            self._uri,
+            adapter.project_version_arn or "no ARN",
+            ", ".join(adapter.labels),
+        )
+        return adapter
+
+    def run_inference(
+        self,
+        batch: Sequence[AdapterInput],
+        model: Adapter,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        by_version: dict[str, list[int]] = {}
+        for index, item in enumerate(batch):
+            by_version.setdefault(item.base_version, []).append(index)
+        responses: list[dict | None] = [None] * len(batch)
+        for version, indexes in by_version.items():
+            analyses = [batch[i].analysis for i in indexes]
+            for i, response in zip(
+                indexes, respond(analyses, version, self._min_confidence, model), strict=True
+            ):
+                project_version = self._project_version or model.project_version_arn
+                if project_version:
+                    response["ProjectVersion"] = project_version
+                responses[i] = response
+        return [
+            PredictionResult(None, (item.line, response), model.fingerprint())
+            for item, response in zip(batch, responses, strict=True)
+        ]
+
+    def get_num_bytes(self, batch: Sequence[AdapterInput]) -> int:
+        return sum(
+            item.analysis.embedding.nbytes for item in batch if item.analysis.embedding is not None
+        )
+
+    def get_metrics_namespace(self) -> str:
+        return "moderation_adapter"

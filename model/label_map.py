@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from model.taxonomy import ancestors, label
+from model.taxonomy import TaxonomyLabel, ancestors, label
 
 __all__ = [
     "LabelRule",
@@ -24,6 +24,9 @@ __all__ = [
     "SUMMED_COMPONENTS",
     "UNMAPPED_OUTPUTS",
     "moderation_labels",
+    "label_evidence",
+    "label_confidences",
+    "labels_from_evidence",
     "mapped_labels",
     "adapter_only_labels",
     "mapping_table_markdown",
@@ -119,15 +122,10 @@ def _round(confidence: float) -> float:
     return round(float(confidence), 4)
 
 
-def moderation_labels(
-    signals: Mapping[str, float], min_confidence: float
-) -> list[dict[str, object]]:
-    """The ``ModerationLabels`` of a DetectModerationLabels response for one image.
+def label_evidence(signals: Mapping[str, float]) -> dict[str, float]:
+    """Each label's own evidence (0-100) in one image's ``signals``, before parents inherit it.
 
     ``signals`` maps "<component>/<output>" to a score in [0, 1]; unknown signals are ignored.
-    A label is returned when its reported (rounded) confidence is at least ``min_confidence``
-    (0-100). Order: most confident first, then
-    deepest level first, then by name, so that equal inputs give byte-equal outputs.
     """
     evidence: dict[tuple[str, str], float] = {}  # (label, component) -> score
     for signal, score in signals.items():
@@ -140,19 +138,49 @@ def moderation_labels(
                 evidence[key] = min(1.0, evidence.get(key, 0.0) + float(score))
             else:
                 evidence[key] = max(evidence.get(key, 0.0), float(score))
-    confidence: dict[str, float] = {}
+    own: dict[str, float] = {}
     for (name, _component), score in sorted(evidence.items()):
-        value = 100.0 * score
-        for name_or_parent in ancestors(name):
+        own[name] = max(own.get(name, 0.0), 100.0 * score)
+    return own
+
+
+def label_confidences(
+    evidence: Mapping[str, float], custom: Mapping[str, TaxonomyLabel] | None = None
+) -> dict[str, float]:
+    """Each label's confidence: the strongest evidence for it or for any label below it."""
+    confidence: dict[str, float] = {}
+    for name, value in sorted(evidence.items()):
+        for name_or_parent in ancestors(name, custom):
             if value > confidence.get(name_or_parent, -1.0):
                 confidence[name_or_parent] = value
+    return confidence
+
+
+def labels_from_evidence(
+    evidence: Mapping[str, float],
+    min_confidence: float,
+    custom: Mapping[str, TaxonomyLabel] | None = None,
+) -> list[dict[str, object]]:
+    """The ``ModerationLabels`` for per-label evidence (0-100); ``custom``: an adapter's labels.
+
+    A label is returned when its reported (rounded) confidence is at least ``min_confidence``.
+    Order: most confident first, then deepest level first, then by name, so that equal inputs
+    give byte-equal outputs.
+    """
+    confidence = label_confidences(evidence, custom)
     kept = [(name, c) for name, c in confidence.items() if _round(c) >= min_confidence]
-    kept.sort(key=lambda item: (-_round(item[1]), -label(item[0]).level, item[0]))
-    return [_label_entry(name, c) for name, c in kept]
+    kept.sort(key=lambda item: (-_round(item[1]), -label(item[0], custom).level, item[0]))
+    return [_label_entry(label(name, custom), c) for name, c in kept]
 
 
-def _label_entry(name: str, confidence: float) -> dict[str, object]:
-    entry = label(name)
+def moderation_labels(
+    signals: Mapping[str, float], min_confidence: float
+) -> list[dict[str, object]]:
+    """The ``ModerationLabels`` of a DetectModerationLabels response for one image's signals."""
+    return labels_from_evidence(label_evidence(signals), min_confidence)
+
+
+def _label_entry(entry: TaxonomyLabel, confidence: float) -> dict[str, object]:
     return {
         "Confidence": _round(confidence),
         "Name": entry.name,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,13 +23,18 @@ from model.components import (
     nudenet_available,
 )
 from model.content_types import ContentTypesHead, content_types
-from model.label_map import LABEL_RULES, moderation_labels
+from model.label_map import LABEL_RULES, label_evidence, labels_from_evidence
+
+if TYPE_CHECKING:
+    from model.adapter import Adapter
 
 __all__ = [
     "COMPONENT_CHOICES",
+    "ImageAnalysis",
     "ModerationModel",
     "load_moderation_model",
     "model_version",
+    "respond",
     "moderation_model_version",
 ]
 
@@ -51,6 +58,16 @@ _IMAGENET_SIGNALS = tuple(
 )
 
 
+@dataclass
+class ImageAnalysis:
+    """The base model's view of one image: component signals ("<component>/<output>" -> score
+    in [0, 1]), content-type probabilities, and the backbone's embedding (None without one)."""
+
+    signals: dict[str, float]
+    content_types: dict[str, float]
+    embedding: np.ndarray | None
+
+
 class ModerationModel:
     """Runs every component on a batch and builds one DetectModerationLabels response per image."""
 
@@ -72,42 +89,71 @@ class ModerationModel:
             versions.append(content_types_head.version)
         self.version = model_version(versions)
 
-    def analyse(
-        self, images: Sequence[np.ndarray]
-    ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
-        """Per image: ``{"<component>/<output>": score}`` and ``{content type: probability}``."""
-        signals: list[dict[str, float]] = [{} for _ in images]
-        kinds: list[dict[str, float]] = [{} for _ in images]
+    def analyse(self, images: Sequence[np.ndarray]) -> list[ImageAnalysis]:
+        """What the base model sees in each image, before any label threshold."""
+        analyses = [ImageAnalysis({}, {}, None) for _ in images]
         for component in self.components:
-            for per_image, outputs in zip(signals, component.predict(images), strict=True):
-                per_image.update({f"{component.name}/{k}": v for k, v in outputs.items()})
+            for analysis, outputs in zip(analyses, component.predict(images), strict=True):
+                analysis.signals.update({f"{component.name}/{k}": v for k, v in outputs.items()})
         if self.backbone is not None and images:
             output = self.backbone.run(images)
             if output.imagenet is not None:
-                for per_image, probabilities in zip(signals, output.imagenet, strict=True):
-                    per_image.update(
+                for analysis, probabilities in zip(analyses, output.imagenet, strict=True):
+                    analysis.signals.update(
                         {signal: float(probabilities[i]) for i, signal in _IMAGENET_SIGNALS}
                     )
-            if self.content_types_head is not None and output.embeddings is not None:
-                kinds = self.content_types_head.predict(output.embeddings)
-        return signals, kinds
+            if output.embeddings is not None:
+                for analysis, embedding in zip(analyses, output.embeddings, strict=True):
+                    analysis.embedding = np.asarray(embedding, dtype=np.float32)
+                if self.content_types_head is not None:
+                    kinds = self.content_types_head.predict(output.embeddings)
+                    for analysis, image_kinds in zip(analyses, kinds, strict=True):
+                        analysis.content_types = image_kinds
+        return analyses
 
     def scores(self, images: Sequence[np.ndarray]) -> list[dict[str, float]]:
         """``{"<component>/<output>": score}`` per image."""
-        return self.analyse(images)[0]
+        return [analysis.signals for analysis in self.analyse(images)]
+
+    def respond(
+        self,
+        analyses: Sequence[ImageAnalysis],
+        min_confidence: float = 50.0,
+        adapter: Adapter | None = None,
+    ) -> list[dict[str, object]]:
+        """One DetectModerationLabels response per analysis, through ``adapter`` if one is given
+        (the caller adds ``ProjectVersion``)."""
+        return respond(analyses, self.version, min_confidence, adapter)
 
     def predict(
-        self, images: Sequence[np.ndarray], min_confidence: float = 50.0
+        self,
+        images: Sequence[np.ndarray],
+        min_confidence: float = 50.0,
+        adapter: Adapter | None = None,
     ) -> list[dict[str, object]]:
-        signals, kinds = self.analyse(images)
-        return [
-            {
-                "ModerationLabels": moderation_labels(image_signals, min_confidence),
-                "ModerationModelVersion": self.version,
-                "ContentTypes": content_types(image_kinds, min_confidence),
-            }
-            for image_signals, image_kinds in zip(signals, kinds, strict=True)
-        ]
+        return self.respond(self.analyse(images), min_confidence, adapter)
+
+
+def respond(
+    analyses: Sequence[ImageAnalysis],
+    version: str,
+    min_confidence: float = 50.0,
+    adapter: Adapter | None = None,
+) -> list[dict[str, object]]:
+    """DetectModerationLabels responses for base-model analyses, optionally adapted."""
+    evidence = [label_evidence(analysis.signals) for analysis in analyses]
+    custom = None
+    if adapter is not None:
+        evidence = adapter.adapt(analyses, evidence)
+        custom = adapter.custom_labels
+    return [
+        {
+            "ModerationLabels": labels_from_evidence(image_evidence, min_confidence, custom),
+            "ModerationModelVersion": version,
+            "ContentTypes": content_types(analysis.content_types, min_confidence),
+        }
+        for analysis, image_evidence in zip(analyses, evidence, strict=True)
+    ]
 
 
 def model_version(part_versions) -> str:

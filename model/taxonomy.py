@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
-__all__ = ["TaxonomyLabel", "TAXONOMY", "CONTENT_TYPES", "label", "ancestors"]
+__all__ = [
+    "TaxonomyLabel",
+    "TAXONOMY",
+    "CONTENT_TYPES",
+    "MAX_LEVEL",
+    "label",
+    "ancestors",
+    "custom_label",
+]
+
+MAX_LEVEL = 3
 
 
 class TaxonomyLabel(NamedTuple):
@@ -84,19 +95,48 @@ TAXONOMY: dict[str, TaxonomyLabel] = _flatten()
 CONTENT_TYPES = ("Animated", "Illustrated")
 
 
-def label(name: str) -> TaxonomyLabel:
-    """The taxonomy entry for ``name``; KeyError names the unknown label."""
-    try:
-        return TAXONOMY[name]
-    except KeyError:
-        raise KeyError(f"{name!r} is not a label of the moderation taxonomy") from None
+def label(name: str, custom: Mapping[str, TaxonomyLabel] | None = None) -> TaxonomyLabel:
+    """The taxonomy entry for ``name`` (or an adapter's ``custom`` label); KeyError names an
+    unknown label."""
+    entry = TAXONOMY.get(name) or (custom or {}).get(name)
+    if entry is None:
+        raise KeyError(f"{name!r} is not a label of the moderation taxonomy")
+    return entry
 
 
-def ancestors(name: str) -> list[str]:
+def ancestors(name: str, custom: Mapping[str, TaxonomyLabel] | None = None) -> list[str]:
     """``name`` followed by its parent and grandparent, nearest first."""
     chain = [name]
-    parent = label(name).parent
+    parent = label(name, custom).parent
     while parent:
         chain.append(parent)
-        parent = label(parent).parent
+        parent = label(parent, custom).parent
     return chain
+
+
+def custom_label(
+    name: str, parent: str, custom: Mapping[str, TaxonomyLabel] | None = None
+) -> TaxonomyLabel:
+    """A label an adapter adds under ``parent`` ("" for a new level-1 label).
+
+    ValueError says what is wrong: a name the taxonomy already has, an unknown parent, or a
+    level deeper than the taxonomy's three.
+    """
+    if name in TAXONOMY:
+        raise ValueError(f"{name!r} is already a taxonomy label; it cannot be declared again")
+    if not name.strip():
+        raise ValueError("a custom label needs a name")
+    if not parent:
+        return TaxonomyLabel(name, 1, "")
+    try:
+        level = label(parent, custom).level + 1
+    except KeyError:
+        raise ValueError(
+            f"the parent {parent!r} of custom label {name!r} is not a taxonomy label"
+        ) from None
+    if level > MAX_LEVEL:
+        raise ValueError(
+            f"custom label {name!r} under {parent!r} would be at level {level}; the taxonomy has "
+            f"{MAX_LEVEL} levels, so pick a level-1 or level-2 parent"
+        )
+    return TaxonomyLabel(name, level, parent)

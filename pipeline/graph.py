@@ -7,7 +7,7 @@ import uuid
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
 
-from model.handler import ModerationModelHandler
+from model.handler import AdapterModelHandler, ModerationModelHandler
 from pipeline.options import ModerationOptions, allowed_source_prefixes, source_schemes
 from transforms.images import LoadImages
 from transforms.manifest import ReadManifest, ValidateManifestLine
@@ -15,11 +15,13 @@ from transforms.moderation import ModerateImages, ReportProgress
 from transforms.output import BuildSummary, PublishOutputs, WriteResults
 from transforms.storage import OutputStore, S3Settings, join
 
-__all__ = ["default_model_handler", "build_pipeline"]
+__all__ = ["adapter_handlers", "default_model_handler", "build_pipeline"]
 
 
 def default_model_handler(options: ModerationOptions) -> ModelHandler:
     return ModerationModelHandler(
+        # With an adapter, the base model hands its analyses to the adapter stage.
+        analyses=bool(options.adapter),
         components=options.components,
         backbone=options.backbone,
         s3=S3Settings.from_options(options),
@@ -30,6 +32,19 @@ def default_model_handler(options: ModerationOptions) -> ModelHandler:
         min_batch_size=options.inference_batch_size,
         max_batch_size=options.inference_batch_size,
     )
+
+
+def adapter_handlers(options: ModerationOptions) -> dict[str, ModelHandler]:
+    """The job's adapter (``--adapter``), keyed by its ARN or URI; empty without one."""
+    if not options.adapter:
+        return {}
+    handler = AdapterModelHandler(
+        options.adapter,
+        s3=S3Settings.from_options(options),
+        min_confidence=options.min_confidence,
+        project_version=options.project_version,
+    )
+    return {options.project_version or options.adapter: handler}
 
 
 def build_pipeline(
@@ -53,7 +68,8 @@ def build_pipeline(
         )
     ).with_outputs(ValidateManifestLine.TAG_INVALID, main="valid")
     loaded = validated.valid | "LoadImages" >> LoadImages(options.fetch_concurrency, s3)
-    moderated = loaded.images | "ModerateImages" >> ModerateImages(handler)
+    adapters = adapter_handlers(options) if model_handler is None else {}
+    moderated = loaded.images | "ModerateImages" >> ModerateImages(handler, adapters)
     results = moderated["results"]
 
     errors = (

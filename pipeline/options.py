@@ -6,7 +6,7 @@ import argparse
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from model.backbone import DEFAULT_BACKBONE
+from model.backbone import DEFAULT_BACKBONE, NO_BACKBONE
 from model.moderation_model import COMPONENT_CHOICES
 from transforms.manifest import SUPPORTED_SCHEMES
 
@@ -52,6 +52,19 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         "RGB in [0, 1] and returning ImageNet-1k scores and/or an embedding. A custom backbone "
         "runs without the content-types head; 'none' runs open_nsfw/NudeNet alone (nudity "
         f"labels only, no content types). Default: {DEFAULT_BACKBONE}.",
+    )
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        help="Adapter (Custom Moderation) to apply after the base model: the folder (local, "
+        "s3:// or gs://) holding adapter.json and adapter.weights.h5, as model.train_adapter "
+        "writes it. Needs the default or a custom backbone (not 'none'). Default: none.",
+    )
+    parser.add_argument(
+        "--project_version",
+        default=None,
+        help="The adapter's ProjectVersion ARN that each result echoes. Default: the ARN "
+        "recorded in the adapter, if any.",
     )
     parser.add_argument(
         "--source_schemes",
@@ -135,6 +148,10 @@ def validate_options(options: ModerationOptions) -> None:
         raise ValueError(
             f"--backbone must be {DEFAULT_BACKBONE} or a SavedModel URI / TF Hub handle"
         )
+    if options.adapter and options.backbone == NO_BACKBONE:
+        raise ValueError("--adapter needs the backbone's embedding; drop --backbone=none")
+    if options.project_version and not options.adapter:
+        raise ValueError("--project_version needs --adapter (the adapter's folder)")
     schemes = source_schemes(options)
     unknown = sorted(set(schemes) - set(SUPPORTED_SCHEMES))
     if not schemes or unknown:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
+from apache_beam.ml.inference.base import (
+    KeyedModelHandler,
+    KeyModelMapping,
+    ModelHandler,
+    RunInference,
+)
 
-from transforms.records import ErrorCode, ManifestError
+from model.handler import AdapterInput
+from transforms.records import ErrorCode, ManifestError, ManifestLine
 
 __all__ = ["ModerateImages", "ReportProgress"]
 
@@ -20,7 +26,9 @@ _LOGGER = logging.getLogger(__name__)
 def _failed_batch_errors(failure) -> Iterable[ManifestError]:
     batch, (exc_type, exc_repr, _traceback) = failure
     message = f"Inference failed for the batch holding this image: {exc_repr}"
-    for line, _image in batch:
+    for key, example in batch:
+        # Base stage: (line, image). Adapter stage: (adapter key, AdapterInput(line, ...)).
+        line = example.line if isinstance(key, str) else key
         yield ManifestError(line.line_number, ErrorCode.INFERENCE_FAILED, message, line.source_ref)
 
 
@@ -30,11 +38,29 @@ class ModerateImages(beam.PTransform):
     ``model_handler`` takes unkeyed images (``model.handler.ModerationModelHandler``); it is
     keyed here so that each response stays with its manifest line. A batch that fails is not
     retried forever nor dropped: each of its lines becomes an INFERENCE_FAILED error.
+
+    With ``adapters`` (adapter key -> ``AdapterModelHandler``), the base model's handler must
+    give analyses (``analyses=True``), and a second RunInference turns them into adapted
+    responses through one ``KeyedModelHandler`` over every adapter: the base model runs once
+    per image whichever adapter follows, and each adapter loads only its own small model.
+    ``adapter_for`` picks a line's adapter key (default: the only adapter).
     """
 
-    def __init__(self, model_handler: ModelHandler):
+    def __init__(
+        self,
+        model_handler: ModelHandler,
+        adapters: Mapping[str, ModelHandler] | None = None,
+        adapter_for: Callable[[ManifestLine], str] | None = None,
+    ):
         super().__init__()
         self._model_handler = model_handler
+        self._adapters = dict(adapters or {})
+        if self._adapters and adapter_for is None:
+            if len(self._adapters) > 1:
+                raise ValueError("several adapters need adapter_for to choose one per line")
+            (only,) = self._adapters
+            adapter_for = lambda _line: only  # noqa: E731
+        self._adapter_for = adapter_for
 
     def expand(self, images):
         predictions, dead_letters = (
@@ -42,11 +68,33 @@ class ModerateImages(beam.PTransform):
             | "RunInference"
             >> RunInference(KeyedModelHandler(self._model_handler)).with_exception_handling()
         )
-        results = predictions | "ToResponses" >> beam.MapTuple(
-            lambda line, prediction: (line, prediction.inference)
-        )
-        failures = dead_letters.failed_inferences | "FailedBatchesToErrors" >> beam.FlatMap(
-            _failed_batch_errors
+        failed = [dead_letters.failed_inferences]
+        if self._adapters:
+            adapter_for = self._adapter_for
+            keyed = predictions | "ToAdapterInputs" >> beam.MapTuple(
+                lambda line, prediction: (
+                    adapter_for(line),
+                    AdapterInput(line, prediction.inference, prediction.model_id),
+                )
+            )
+            handler = KeyedModelHandler(
+                [KeyModelMapping([key], mh) for key, mh in sorted(self._adapters.items())]
+            )
+            adapted, adapter_dead_letters = (
+                keyed | "RunAdapters" >> RunInference(handler).with_exception_handling()
+            )
+            results = adapted | "ToAdaptedResponses" >> beam.MapTuple(
+                lambda _key, prediction: prediction.inference
+            )
+            failed.append(adapter_dead_letters.failed_inferences)
+        else:
+            results = predictions | "ToResponses" >> beam.MapTuple(
+                lambda line, prediction: (line, prediction.inference)
+            )
+        failures = (
+            failed
+            | "CollectFailedBatches" >> beam.Flatten()
+            | "FailedBatchesToErrors" >> beam.FlatMap(_failed_batch_errors)
         )
         return {"results": results, "invalid": failures}
 
