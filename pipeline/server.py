@@ -2,6 +2,8 @@
 
 Point the real clients at it with ``--endpoint-url`` / ``endpoint_url``:
 StartMediaAnalysisJob, GetMediaAnalysisJob, ListMediaAnalysisJobs and DetectModerationLabels,
+and the Custom Moderation project API (CreateProject, DescribeProjects, DeleteProject,
+CreateProjectVersion, DescribeProjectVersions, DeleteProjectVersion) that trains adapters,
 signed with SigV4 by one of the configured key pairs.
 """
 
@@ -28,10 +30,12 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 def _parser() -> argparse.ArgumentParser:
     from model.backbone import DEFAULT_BACKBONE
+    from service.projects import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
 
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.server",
-        description="Serves the Rekognition bulk-analysis and DetectModerationLabels API.",
+        description="Serves the Rekognition bulk-analysis, DetectModerationLabels and Custom "
+        "Moderation (adapter) API.",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="Address to listen on. Default: 127.0.0.1."
@@ -44,8 +48,19 @@ def _parser() -> argparse.ArgumentParser:
         default=os.path.join(
             os.path.expanduser("~"), ".local", "share", "beam-moderation", "jobs.sqlite"
         ),
-        help="SQLite file of the job registry. "
+        help="SQLite file of the job and project registries. "
         "Default: ~/.local/share/beam-moderation/jobs.sqlite.",
+    )
+    parser.add_argument(
+        "--region",
+        default=DEFAULT_REGION,
+        help=f"Region named in project and adapter ARNs. Default: {DEFAULT_REGION}.",
+    )
+    parser.add_argument(
+        "--account_id",
+        default=DEFAULT_ACCOUNT_ID,
+        help="12-digit account id named in project and adapter ARNs. "
+        f"Default: {DEFAULT_ACCOUNT_ID}.",
     )
     parser.add_argument(
         "--access_keys_file",
@@ -62,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max_active_jobs", type=int, default=4, help="Jobs queued or running at once. Default: 4."
+    )
+    parser.add_argument(
+        "--max_active_trainings",
+        type=int,
+        default=1,
+        help="Adapter trainings running at once; more wait their turn (TRAINING_IN_PROGRESS). "
+        "Default: 1.",
     )
     parser.add_argument(
         "--max_body_bytes",
@@ -99,11 +121,14 @@ def build_server(argv: Sequence[str]):
     """The HTTP server for these flags (not yet serving), with its API."""
     import boto3
 
-    from model.moderation_model import load_moderation_model
+    from model.backbone import Backbone
+    from model.moderation_model import load_moderation_model, moderation_model_version
     from service.api import RekognitionApi
     from service.auth import AccessKeys
     from service.jobs import JobRunner, JobSettings
+    from service.projects import ProjectRegistry
     from service.registry import JobRegistry
+    from service.training import TrainingRunner
     from transforms.storage import S3Settings
 
     args = _parser().parse_args(argv)
@@ -128,14 +153,30 @@ def build_server(argv: Sequence[str]):
     )
     kms = boto3.client("kms", endpoint_url=args.kms_endpoint_url, region_name=args.s3_region_name)
     s3_client = s3_settings.client()
-    runner = JobRunner(registry, settings, s3_client=s3_client, kms_client=kms)
+    projects = ProjectRegistry(
+        args.registry,
+        region=args.region,
+        account_id=args.account_id,
+        # What adapters are judged against: DEPRECATED if trained on another base model,
+        # EXPIRED if trained on another backbone.
+        base_model_version=moderation_model_version(args.components, args.backbone),
+        backbone_version=Backbone.version_for(args.backbone),
+    )
+    runner = JobRunner(registry, settings, s3_client=s3_client, kms_client=kms, projects=projects)
+    trainer = TrainingRunner(projects, settings, max_active_trainings=args.max_active_trainings)
     failed = runner.recover()
     if failed:
         _LOGGER.warning("Marked %d unfinished job(s) of the previous server FAILED", len(failed))
+    failed = trainer.recover()
+    if failed:
+        _LOGGER.warning(
+            "Marked %d unfinished training(s) of the previous server TRAINING_FAILED", len(failed)
+        )
     registry.purge()
     api = RekognitionApi(
         access_keys=keys,
         runner=runner,
+        trainer=trainer,
         s3_client=s3_client,
         load_model=lambda: load_moderation_model(
             args.components, backbone=args.backbone, s3=s3_settings
@@ -192,10 +233,21 @@ def build_server(argv: Sequence[str]):
         def log_message(self, format, *args):  # noqa: A002 - http.server's signature
             _LOGGER.debug("%s - %s", self.address_string(), format % args)
 
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server = _ApiServer((args.host, args.port), Handler)
     server.daemon_threads = True
     server.api = api
     return server
+
+
+class _ApiServer(ThreadingHTTPServer):
+    api = None
+
+    def server_close(self) -> None:
+        # Trainings would die with the process anyway; a server closed inside a longer-lived
+        # process (tests, an embedding application) must not leave them running.
+        if self.api is not None:
+            self.api.trainer.stop()
+        super().server_close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,25 +9,23 @@ writing. Credentials reach the process through its environment, never its comman
 from __future__ import annotations
 
 import collections
-import ctypes
 import logging
-import os
-import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from service.preflight import DEFAULT_MAX_MANIFEST_BYTES, check_job_resources
+from service.preflight import DEFAULT_MAX_MANIFEST_BYTES, PreflightProblem, check_job_resources
+from service.projects import AdapterNotReady, ProjectRegistry, ResolvedAdapter, VersionNotFound
 from service.registry import JobRecord, JobRegistry
+from service.workers import crash_reason, die_with_parent, s3_flags, worker_environment
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
 from transforms.storage import S3Settings
 
 __all__ = ["JobRunner", "JobSettings", "output_prefix"]
 
 _LOGGER = logging.getLogger(__name__)
-_PR_SET_PDEATHSIG = 1
 _STDERR_LINES_KEPT = 20
 
 
@@ -50,17 +48,21 @@ class JobSettings:
     python: str = sys.executable
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: SIGKILL it when the server process ends.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class JobRunner:
     """Checks, starts and watches jobs, reporting each step to the registry."""
 
-    def __init__(self, registry: JobRegistry, settings: JobSettings, *, s3_client, kms_client):
+    def __init__(
+        self,
+        registry: JobRegistry,
+        settings: JobSettings,
+        *,
+        s3_client,
+        kms_client,
+        projects: ProjectRegistry | None = None,
+    ):
         self.registry = registry
         self.settings = settings
+        self.projects = projects
         self._s3_client = s3_client
         self._kms_client = kms_client
         self._watchers: dict[str, threading.Thread] = {}
@@ -74,7 +76,7 @@ class JobRunner:
 
     def submit(self, job: JobRecord) -> None:
         """Checks the job's resources, then runs it in the background."""
-        problem = check_job_resources(
+        problem = self._adapter_problem(job) or check_job_resources(
             job.request,
             self._s3_client,
             self._kms_client,
@@ -130,41 +132,53 @@ class JobRunner:
             command.append(f"--allowed_source_prefixes={prefixes}")
         if settings.backbone:
             command.append(f"--backbone={settings.backbone}")
+        adapter = self._adapter(job)
+        if adapter is not None and not adapter.expired:
+            # An expired adapter reads an embedding the server's backbone no longer makes: the
+            # job runs on the base model alone, as Rekognition ignores an expired adapter.
+            command += [f"--adapter={adapter.adapter_uri}", f"--project_version={adapter.arn}"]
         if request.get("KmsKeyId"):
             command.append(f"--output_kms_key_id={request['KmsKeyId']}")
-        s3 = settings.s3
-        for flag, value in (
-            ("s3_endpoint_url", s3.endpoint_url),
-            ("s3_region_name", s3.region_name),
-        ):
-            if value:
-                command.append(f"--{flag}={value}")
-        if s3.disable_ssl:
-            command.append("--s3_disable_ssl")
+        command += s3_flags(settings.s3)
         return command + list(settings.pipeline_args)
 
-    def _environment(self) -> dict[str, str]:
-        environment = dict(os.environ)
-        s3 = self.settings.s3
-        for name, value in (
-            ("AWS_ACCESS_KEY_ID", s3.access_key_id),
-            ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key),
-            ("AWS_SESSION_TOKEN", s3.session_token),
-        ):
-            if value:
-                environment[name] = value
-        return environment
+    def _adapter(self, job: JobRecord) -> ResolvedAdapter | None:
+        """The adapter the job asks for (``ProjectVersion``), or None if it asks for none.
+
+        Raises VersionNotFound or AdapterNotReady if it cannot be applied.
+        """
+        config = job.request["OperationsConfig"].get("DetectModerationLabels", {})
+        arn = config.get("ProjectVersion")
+        if not arn:
+            return None
+        if self.projects is None:
+            raise VersionNotFound(f"This server keeps no adapters; {arn} does not exist.")
+        return self.projects.resolve_adapter(arn)
+
+    def _adapter_problem(self, job: JobRecord) -> PreflightProblem | None:
+        try:
+            self._adapter(job)
+        except VersionNotFound as exc:
+            return PreflightProblem("RESOURCE_NOT_FOUND", str(exc))
+        except AdapterNotReady as exc:
+            return PreflightProblem("RESOURCE_NOT_READY", str(exc))
+        return None
 
     def _run(self, job: JobRecord) -> None:
+        # The adapter may have been deleted since the job was checked.
+        problem = self._adapter_problem(job)
+        if problem:
+            self.registry.mark_failed(job.job_id, problem.code, problem.message)
+            return
         try:
             process = subprocess.Popen(
                 self.command(job),
-                env=self._environment(),
+                env=worker_environment(self.settings.s3),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             self.registry.mark_failed(
@@ -199,12 +213,6 @@ class JobRunner:
                 ),
             )
             return
-        if returncode < 0:
-            reason = f"The job's process was killed by signal {-returncode}."
-        else:
-            reason = f"The job's process exited with status {returncode}."
-        errors = [line for line in last_lines if "error" in line.lower()]
-        detail = (errors or last_lines or [""])[-1]
-        message = f"{reason} {detail}".strip()
+        message = crash_reason("The job's process", returncode, last_lines)
         _LOGGER.warning("Job %s failed: %s", job.job_id, message)
         self.registry.mark_failed(job.job_id, "INTERNAL_ERROR", message)

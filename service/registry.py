@@ -9,20 +9,16 @@ processes. ``JobRegistry`` itself does not run jobs: whoever runs one reports th
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import json
-import os
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from service.store import InvalidPaginationToken, SqliteStore
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -51,9 +47,6 @@ FAILURE_CODES = (
 )
 # Rekognition keeps job details for one year.
 RETENTION_SECS = 365 * 24 * 3600
-# A listing's NextToken stays usable this long.
-_TOKEN_LIFETIME_SECS = 24 * 3600
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
@@ -71,7 +64,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker_pid INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_creation ON jobs (created DESC, job_id DESC);
-CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -85,10 +77,6 @@ class IdempotentParameterMismatch(ValueError):
 
 class JobLimitExceeded(RuntimeError):
     """As many jobs as allowed are already queued or running."""
-
-
-class InvalidPaginationToken(ValueError):
-    """The NextToken was not issued by this registry for this listing, or has expired."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +126,7 @@ def _digest(request: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
-class JobRegistry:
+class JobRegistry(SqliteStore):
     """Jobs in one SQLite file; safe to share between threads, and between processes."""
 
     def __init__(
@@ -148,42 +136,8 @@ class JobRegistry:
         max_active_jobs: int = 4,
         clock: Callable[[], float] = time.time,
     ):
-        self.path = path
+        super().__init__(path, _SCHEMA, clock=clock)
         self.max_active_jobs = max_active_jobs
-        self._clock = clock
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
-        with self._connection() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            db.execute(
-                "INSERT OR IGNORE INTO settings VALUES ('token_key', ?)", (secrets.token_hex(32),)
-            )
-            (key,) = db.execute("SELECT value FROM settings WHERE name = 'token_key'").fetchone()
-        self._token_key = bytes.fromhex(key)
-
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=30000")
-            db.row_factory = sqlite3.Row
-            self._local.db = db
-        yield db
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._write_lock, self._connection() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
 
     # Start, get, list.
 
@@ -353,35 +307,3 @@ class JobRegistry:
             model_version=values["model_version"],
             worker_pid=values["worker_pid"],
         )
-
-    def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._token_key, payload, hashlib.sha256).digest()
-
-    def _issue_token(self, after: tuple[float, str], max_results: int) -> str:
-        payload = json.dumps(
-            {
-                "after": list(after),
-                "max": max_results,
-                "expires": self._clock() + _TOKEN_LIFETIME_SECS,
-            },
-            separators=(",", ":"),
-        ).encode()
-        return base64.urlsafe_b64encode(self._sign(payload) + payload).decode()
-
-    def _read_token(self, token: str, max_results: int) -> tuple[float, str]:
-        try:
-            raw = base64.urlsafe_b64decode(token.encode())
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidPaginationToken("NextToken is not a token this service issued") from exc
-        signature, payload = raw[:32], raw[32:]
-        if len(raw) <= 32 or not hmac.compare_digest(signature, self._sign(payload)):
-            raise InvalidPaginationToken("NextToken is not a token this service issued")
-        content = json.loads(payload)
-        if content["max"] != max_results:
-            raise InvalidPaginationToken(
-                "NextToken belongs to a listing with another MaxResults; start the listing again"
-            )
-        if content["expires"] < self._clock():
-            raise InvalidPaginationToken("NextToken has expired; start the listing again")
-        created, job_id = content["after"]
-        return float(created), str(job_id)

@@ -87,6 +87,60 @@ def s3(moto_server):
     return s3_client(moto_server)
 
 
+API_KEY_ID, API_SECRET = "AKIDMODERATION0001", "moderation-secret-0001"
+
+
+def rekognition_client(endpoint: str, key_id: str = API_KEY_ID, secret: str = API_SECRET):
+    """A boto3 Rekognition client for the API server at ``endpoint``, signing with SigV4."""
+    return boto3.client(
+        "rekognition",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    )
+
+
+def start_api_server(argv: list[str]):
+    """``python -m pipeline.server`` with these flags, serving in a thread: ``(server, URL)``.
+
+    Close it with ``server.shutdown(); server.server_close()``.
+    """
+    import threading
+
+    from pipeline.server import build_server
+
+    httpd = build_server(["--port=0", *argv])
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    host, port = httpd.server_address[:2]
+    return httpd, f"http://{host}:{port}"
+
+
+@pytest.fixture
+def server(tmp_path, s3, moto_server, monkeypatch):
+    """The URL of an API server (registry ``tmp_path/jobs.sqlite``, open_nsfw without a backbone)
+    over the moto S3 server, allowed ``in-bucket`` and ``out-bucket/results``; the buckets
+    ``in-bucket``, ``out-bucket`` and ``elsewhere`` exist."""
+    monkeypatch.setenv("BEAM_MODERATION_ACCESS_KEYS", f"{API_KEY_ID}:{API_SECRET}")
+    s3.create_bucket(Bucket="in-bucket")
+    s3.create_bucket(Bucket="out-bucket")
+    s3.create_bucket(Bucket="elsewhere")
+    httpd, endpoint = start_api_server(
+        [
+            f"--registry={tmp_path / 'jobs.sqlite'}",
+            "--allowed_locations=in-bucket,out-bucket/results",
+            "--components=open_nsfw",
+            "--backbone=none",
+            f"--s3_endpoint_url={moto_server}",
+            "--s3_region_name=us-east-1",
+            f"--kms_endpoint_url={moto_server}",
+        ]
+    )
+    yield endpoint
+    httpd.shutdown()
+    httpd.server_close()
+
+
 def s3_args(endpoint: str) -> list[str]:
     """Beam's flags that point its ``s3://`` filesystem (and the job's writers) at ``endpoint``."""
     return [

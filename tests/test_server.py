@@ -9,51 +9,14 @@ import subprocess
 import threading
 import time
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.conftest import API_KEY_ID as KEY_ID
+from tests.conftest import API_SECRET as SECRET
+from tests.conftest import rekognition_client as _client
+
 pytestmark = pytest.mark.slow
-
-KEY_ID, SECRET = "AKIDMODERATION0001", "moderation-secret-0001"
-
-
-@pytest.fixture
-def server(tmp_path, s3, moto_server, monkeypatch):
-    from pipeline.server import build_server
-
-    monkeypatch.setenv("BEAM_MODERATION_ACCESS_KEYS", f"{KEY_ID}:{SECRET}")
-    s3.create_bucket(Bucket="in-bucket")
-    s3.create_bucket(Bucket="out-bucket")
-    s3.create_bucket(Bucket="elsewhere")
-    httpd = build_server(
-        [
-            "--port=0",
-            f"--registry={tmp_path / 'jobs.sqlite'}",
-            "--allowed_locations=in-bucket,out-bucket/results",
-            "--components=open_nsfw",
-            "--backbone=none",
-            f"--s3_endpoint_url={moto_server}",
-            "--s3_region_name=us-east-1",
-            f"--kms_endpoint_url={moto_server}",
-        ]
-    )
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    host, port = httpd.server_address[:2]
-    yield f"http://{host}:{port}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def _client(endpoint: str, key_id: str = KEY_ID, secret: str = SECRET):
-    return boto3.client(
-        "rekognition",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-    )
 
 
 def _put_manifest(s3, sample_photos, lines: int = 2) -> None:

@@ -1,0 +1,620 @@
+"""The project registry: Custom Moderation projects and their adapter versions, in SQLite.
+
+A project (``Feature=CONTENT_MODERATION``) groups the versions of one adapter; each version is
+one training, from its CreateProjectVersion request to ``TRAINING_COMPLETED`` (with its F1 score,
+evaluation summary and trained artifact) or ``TRAINING_FAILED`` (with what to fix). The tables
+live in the job registry's SQLite file. ``ProjectRegistry`` itself trains nothing: whoever trains
+a version reports through ``mark_trained`` and ``mark_training_failed``.
+
+An adapter is tied to the base model it was trained on. When the server's base model changes but
+its backbone does not, a trained adapter is reported ``DEPRECATED`` and still applied; when the
+backbone changes, the embedding the adapter reads no longer exists: it is ``EXPIRED`` and ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from service.store import InvalidPaginationToken, SqliteStore
+
+__all__ = [
+    "CONTENT_MODERATION",
+    "DEFAULT_ACCOUNT_ID",
+    "DEFAULT_REGION",
+    "AdapterNotReady",
+    "InvalidPaginationToken",
+    "ProjectNotFound",
+    "ProjectRecord",
+    "ProjectRegistry",
+    "ResolvedAdapter",
+    "ResourceInUse",
+    "VersionNotFound",
+    "VersionRecord",
+    "output_uri",
+    "version_folder",
+]
+
+CONTENT_MODERATION = "CONTENT_MODERATION"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT_ID = "000000000000"
+
+TRAINING_IN_PROGRESS = "TRAINING_IN_PROGRESS"
+TRAINING_COMPLETED = "TRAINING_COMPLETED"
+TRAINING_FAILED = "TRAINING_FAILED"
+DEPRECATED = "DEPRECATED"
+EXPIRED = "EXPIRED"
+
+_IN_PROGRESS_MESSAGE = "The adapter is being trained."
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    arn TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    feature TEXT NOT NULL,
+    auto_update TEXT,
+    status TEXT NOT NULL,
+    tags TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS projects_by_creation ON projects (created DESC, arn DESC);
+CREATE TABLE IF NOT EXISTS project_versions (
+    arn TEXT PRIMARY KEY,
+    project_arn TEXT NOT NULL,
+    version_name TEXT NOT NULL,
+    created REAL NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    request TEXT NOT NULL,
+    training_end REAL,
+    billable_secs INTEGER,
+    f1 REAL,
+    summary_bucket TEXT,
+    summary_name TEXT,
+    adapter_uri TEXT,
+    base_model_version TEXT,
+    backbone_version TEXT,
+    UNIQUE (project_arn, version_name)
+);
+CREATE INDEX IF NOT EXISTS versions_by_creation
+    ON project_versions (project_arn, created DESC, arn DESC);
+"""
+
+_REGION = re.compile(r"[a-z\d-]+")
+_ACCOUNT_ID = re.compile(r"\d{12}")
+
+
+class ProjectNotFound(LookupError):
+    """No project has this ARN."""
+
+
+class VersionNotFound(LookupError):
+    """No project version has this ARN."""
+
+
+class ResourceInUse(RuntimeError):
+    """The name is taken, or the resource is still needed (versions left, training going on)."""
+
+
+class AdapterNotReady(RuntimeError):
+    """The version exists but has no adapter to apply: it is training, or its training failed."""
+
+
+def _epoch_ms(created: float) -> int:
+    return int(round(created * 1000))
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    arn: str
+    name: str
+    created: float
+    feature: str
+    auto_update: str | None
+    status: str
+    tags: dict[str, str]
+
+    def to_api(self) -> dict[str, Any]:
+        """The project as DescribeProjects lists it."""
+        project: dict[str, Any] = {
+            "ProjectArn": self.arn,
+            "CreationTimestamp": self.created,
+            "Status": self.status,
+            "Feature": self.feature,
+        }
+        if self.auto_update:
+            project["AutoUpdate"] = self.auto_update
+        return project
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One adapter version. ``status`` and ``status_message`` are as reported: for a trained
+    adapter, they tell whether it is DEPRECATED or EXPIRED against the server's base model."""
+
+    arn: str
+    project_arn: str
+    version_name: str
+    created: float
+    status: str
+    request: dict[str, Any]
+    status_message: str | None = None
+    training_end: float | None = None
+    billable_secs: int | None = None
+    f1: float | None = None
+    summary_bucket: str | None = None
+    summary_name: str | None = None
+    adapter_uri: str | None = None
+    base_model_version: str | None = None
+    backbone_version: str | None = None
+
+    @property
+    def project_name(self) -> str:
+        return self.project_arn.rsplit("/", 2)[-2]
+
+    def to_api(self) -> dict[str, Any]:
+        """The version as DescribeProjectVersions lists it."""
+        request = self.request
+        version: dict[str, Any] = {
+            "ProjectVersionArn": self.arn,
+            "CreationTimestamp": self.created,
+            "Status": self.status,
+        }
+        if self.status_message:
+            version["StatusMessage"] = self.status_message
+        if self.billable_secs is not None:
+            version["BillableTrainingTimeInSeconds"] = self.billable_secs
+        if self.training_end is not None:
+            version["TrainingEndTimestamp"] = self.training_end
+        version["OutputConfig"] = request["OutputConfig"]
+        if "TrainingData" in request:
+            version["TrainingDataResult"] = {"Input": request["TrainingData"]}
+        if "TestingData" in request:
+            version["TestingDataResult"] = {"Input": request["TestingData"]}
+        if self.f1 is not None:
+            evaluation: dict[str, Any] = {"F1Score": self.f1}
+            if self.summary_bucket and self.summary_name:
+                evaluation["Summary"] = {
+                    "S3Object": {"Bucket": self.summary_bucket, "Name": self.summary_name}
+                }
+            version["EvaluationResult"] = evaluation
+        for name in ("KmsKeyId", "VersionDescription"):
+            if name in request:
+                version[name] = request[name]
+        version["Feature"] = CONTENT_MODERATION
+        if self.base_model_version:
+            version["BaseModelVersion"] = self.base_model_version
+        if "FeatureConfig" in request:
+            version["FeatureConfig"] = request["FeatureConfig"]
+        return version
+
+
+def version_folder(
+    output_config: Mapping[str, Any], project_name: str, version_name: str
+) -> tuple[str, str]:
+    """``(bucket, key)`` of the folder a version's trainings write under:
+    ``<S3KeyPrefix>/<Project>/<Version>`` (each training then adds its creation time)."""
+    prefix = output_config.get("S3KeyPrefix", "").strip("/")
+    key = f"{prefix}/" if prefix else ""
+    return output_config["S3Bucket"], f"{key}{project_name}/{version_name}"
+
+
+def output_uri(version: VersionRecord) -> str:
+    """Where a version's training writes: ``s3://<S3Bucket>/<S3KeyPrefix>/<Project>/<Version>/<ms>``."""
+    bucket, folder = version_folder(
+        version.request["OutputConfig"], version.project_name, version.version_name
+    )
+    return f"s3://{bucket}/{folder}/{_epoch_ms(version.created)}"
+
+
+@dataclass(frozen=True)
+class ResolvedAdapter:
+    """What inference needs of a usable adapter version (TRAINING_COMPLETED, DEPRECATED or
+    EXPIRED; an EXPIRED one is ignored)."""
+
+    arn: str
+    status: str
+    adapter_uri: str
+
+    @property
+    def expired(self) -> bool:
+        return self.status == EXPIRED
+
+
+def _scope(kind: str, **filters: Any) -> str:
+    # A token is good only for the listing (and filters) it was issued for.
+    digest = hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{kind}:{digest}"
+
+
+class ProjectRegistry(SqliteStore):
+    """Projects and versions in one SQLite file; safe to share between threads and processes.
+
+    ``base_model_version`` and ``backbone_version`` are those of the model the server runs now
+    (None: unknown, and trained adapters are reported as trained).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        region: str = DEFAULT_REGION,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        base_model_version: str | None = None,
+        backbone_version: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        if not _REGION.fullmatch(region):
+            raise ValueError(f"--region must be lowercase letters, digits and '-', not {region!r}")
+        if not _ACCOUNT_ID.fullmatch(account_id):
+            raise ValueError(f"--account_id must be 12 digits, not {account_id!r}")
+        super().__init__(path, _SCHEMA, clock=clock)
+        self.region = region
+        self.account_id = account_id
+        self.base_model_version = base_model_version
+        self.backbone_version = backbone_version
+
+    # Projects.
+
+    def create_project(
+        self,
+        name: str,
+        *,
+        feature: str = CONTENT_MODERATION,
+        auto_update: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ProjectRecord:
+        """Registers a project; ResourceInUse if the name is taken."""
+        created = round(self._clock(), 3)
+        record = ProjectRecord(
+            arn=f"arn:aws:rekognition:{self.region}:{self.account_id}:project/{name}/"
+            f"{_epoch_ms(created)}",
+            name=name,
+            created=created,
+            feature=feature,
+            auto_update=auto_update,
+            status="CREATED",
+            tags=dict(tags or {}),
+        )
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
+                raise ResourceInUse(f"A project named {name} already exists.")
+            db.execute(
+                "INSERT INTO projects (arn, name, created, feature, auto_update, status, tags) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.arn,
+                    name,
+                    created,
+                    feature,
+                    auto_update,
+                    record.status,
+                    json.dumps(record.tags, sort_keys=True),
+                ),
+            )
+        return record
+
+    def get_project(self, arn: str) -> ProjectRecord:
+        with self._connection() as db:
+            row = db.execute("SELECT * FROM projects WHERE arn = ?", (arn,)).fetchone()
+        if row is None:
+            raise ProjectNotFound(f"No project has the ARN {arn}.")
+        return _project(row)
+
+    def list_projects(
+        self,
+        max_results: int = 100,
+        next_token: str | None = None,
+        *,
+        names: Iterable[str] | None = None,
+        features: Iterable[str] | None = None,
+    ) -> tuple[list[ProjectRecord], str | None]:
+        """Projects, newest first, with these names and features (None: any), and the token of
+        the next page (None on the last page)."""
+        names = sorted(set(names)) if names is not None else None
+        features = sorted(set(features)) if features is not None else None
+        conditions, args = [], []
+        for column, values in (("name", names), ("feature", features)):
+            if values is not None:
+                conditions.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                args.extend(values)
+        rows, token = self._page(
+            "projects",
+            conditions,
+            args,
+            max_results,
+            next_token,
+            _scope("projects", names=names, features=features),
+        )
+        return [_project(row) for row in rows], token
+
+    def delete_project(self, arn: str) -> None:
+        """Deletes a project that has no versions left; ResourceInUse if it has some."""
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM projects WHERE arn = ?", (arn,)).fetchone() is None:
+                raise ProjectNotFound(f"No project has the ARN {arn}.")
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM project_versions WHERE project_arn = ?", (arn,)
+            ).fetchone()
+            if count:
+                raise ResourceInUse(
+                    f"The project {arn} still has {count} version(s): delete them first with "
+                    "DeleteProjectVersion."
+                )
+            db.execute("DELETE FROM projects WHERE arn = ?", (arn,))
+
+    # Versions.
+
+    def create_version(self, project_arn: str, request: Mapping[str, Any]) -> VersionRecord:
+        """Registers a version, TRAINING_IN_PROGRESS, for a CreateProjectVersion request.
+
+        ProjectNotFound if the project does not exist; ResourceInUse if the project already has
+        a version of that name.
+        """
+        request = dict(request)
+        name = request["VersionName"]
+        created = round(self._clock(), 3)
+        with self._transaction() as db:
+            project = db.execute("SELECT name FROM projects WHERE arn = ?", (project_arn,))
+            row = project.fetchone()
+            if row is None:
+                raise ProjectNotFound(f"No project has the ARN {project_arn}.")
+            taken = db.execute(
+                "SELECT 1 FROM project_versions WHERE project_arn = ? AND version_name = ?",
+                (project_arn, name),
+            ).fetchone()
+            if taken:
+                raise ResourceInUse(
+                    f"The project {row['name']} already has a version named {name}: pick another "
+                    "VersionName, or delete that version first."
+                )
+            record = VersionRecord(
+                arn=f"arn:aws:rekognition:{self.region}:{self.account_id}:project/{row['name']}/"
+                f"version/{name}/{_epoch_ms(created)}",
+                project_arn=project_arn,
+                version_name=name,
+                created=created,
+                status=TRAINING_IN_PROGRESS,
+                request=request,
+                status_message=_IN_PROGRESS_MESSAGE,
+                base_model_version=self.base_model_version,
+            )
+            db.execute(
+                "INSERT INTO project_versions (arn, project_arn, version_name, created, status, "
+                "status_message, request, base_model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.arn,
+                    project_arn,
+                    name,
+                    created,
+                    record.status,
+                    record.status_message,
+                    json.dumps(request, sort_keys=True),
+                    record.base_model_version,
+                ),
+            )
+        return record
+
+    def get_version(self, arn: str) -> VersionRecord:
+        """The version as reported (DEPRECATED or EXPIRED where its base model is gone)."""
+        with self._connection() as db:
+            row = db.execute("SELECT * FROM project_versions WHERE arn = ?", (arn,)).fetchone()
+        if row is None:
+            raise VersionNotFound(f"No project version has the ARN {arn}.")
+        return self._reported(_version(row))
+
+    def list_versions(
+        self,
+        project_arn: str,
+        max_results: int = 100,
+        next_token: str | None = None,
+        *,
+        names: Iterable[str] | None = None,
+    ) -> tuple[list[VersionRecord], str | None]:
+        """A project's versions, newest first (only those named, if ``names``), as reported, and
+        the token of the next page; ProjectNotFound if the project does not exist."""
+        self.get_project(project_arn)
+        names = sorted(set(names)) if names is not None else None
+        conditions, args = ["project_arn = ?"], [project_arn]
+        if names is not None:
+            conditions.append(f"version_name IN ({', '.join('?' for _ in names)})")
+            args.extend(names)
+        rows, token = self._page(
+            "project_versions",
+            conditions,
+            args,
+            max_results,
+            next_token,
+            _scope("versions", project=project_arn, names=names),
+        )
+        return [self._reported(_version(row)) for row in rows], token
+
+    def delete_version(self, arn: str) -> None:
+        """Deletes a version that is not training; ResourceInUse while it is."""
+        with self._transaction() as db:
+            row = db.execute("SELECT status FROM project_versions WHERE arn = ?", (arn,)).fetchone()
+            if row is None:
+                raise VersionNotFound(f"No project version has the ARN {arn}.")
+            if row["status"] == TRAINING_IN_PROGRESS:
+                raise ResourceInUse(
+                    f"The project version {arn} is still training: wait until its training ends "
+                    "(TRAINING_COMPLETED or TRAINING_FAILED), then delete it."
+                )
+            db.execute("DELETE FROM project_versions WHERE arn = ?", (arn,))
+
+    def resolve_adapter(self, arn: str) -> ResolvedAdapter:
+        """The adapter a ``ProjectVersion`` ARN names, ready to apply (or EXPIRED, to ignore).
+
+        VersionNotFound if no version has the ARN; AdapterNotReady if it is training or its
+        training failed.
+        """
+        version = self.get_version(arn)
+        if version.status == TRAINING_IN_PROGRESS:
+            raise AdapterNotReady(
+                f"The adapter {arn} is still training: wait for TRAINING_COMPLETED "
+                "(DescribeProjectVersions, or the project_version_training_completed waiter)."
+            )
+        if version.status == TRAINING_FAILED or not version.adapter_uri:
+            raise AdapterNotReady(
+                f"The adapter {arn} has no trained model: its training failed "
+                f"({version.status_message}). Fix the training data and create a new version."
+            )
+        return ResolvedAdapter(arn=arn, status=version.status, adapter_uri=version.adapter_uri)
+
+    # Reports from whoever trains a version.
+
+    def mark_trained(
+        self,
+        arn: str,
+        *,
+        status_message: str,
+        billable_secs: int,
+        f1: float,
+        summary_bucket: str,
+        summary_name: str,
+        adapter_uri: str,
+        base_model_version: str,
+        backbone_version: str,
+    ) -> None:
+        self._finish(
+            arn,
+            TRAINING_COMPLETED,
+            status_message=status_message,
+            billable_secs=billable_secs,
+            f1=f1,
+            summary_bucket=summary_bucket,
+            summary_name=summary_name,
+            adapter_uri=adapter_uri,
+            base_model_version=base_model_version,
+            backbone_version=backbone_version,
+        )
+
+    def mark_training_failed(self, arn: str, message: str, *, billable_secs: int = 0) -> None:
+        self._finish(
+            arn, TRAINING_FAILED, status_message=message[:1000], billable_secs=billable_secs
+        )
+
+    def fail_unfinished_trainings(self, message: str) -> list[str]:
+        """Marks TRAINING_FAILED every version still TRAINING_IN_PROGRESS (after a restart:
+        its training process died with the previous server); returns their ARNs."""
+        with self._transaction() as db:
+            arns = [
+                row["arn"]
+                for row in db.execute(
+                    "SELECT arn FROM project_versions WHERE status = ?", (TRAINING_IN_PROGRESS,)
+                )
+            ]
+            db.execute(
+                "UPDATE project_versions SET status = ?, status_message = ?, training_end = ?, "
+                "billable_secs = COALESCE(billable_secs, 0) WHERE status = ?",
+                (TRAINING_FAILED, message, round(self._clock(), 3), TRAINING_IN_PROGRESS),
+            )
+        return arns
+
+    # Internals.
+
+    def _finish(self, arn: str, status: str, **columns: Any) -> None:
+        columns["training_end"] = round(self._clock(), 3)
+        assignments = ", ".join(f"{name} = ?" for name in ("status", *columns))
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE project_versions SET {assignments} WHERE arn = ? AND status = ?",
+                (status, *columns.values(), arn, TRAINING_IN_PROGRESS),
+            )
+            if cursor.rowcount == 0:
+                row = db.execute(
+                    "SELECT status FROM project_versions WHERE arn = ?", (arn,)
+                ).fetchone()
+                if row is None:
+                    raise VersionNotFound(arn)
+                raise ValueError(f"version {arn} is {row[0]}; it cannot become {status}")
+
+    def _page(
+        self,
+        table: str,
+        conditions: list[str],
+        args: list[Any],
+        max_results: int,
+        next_token: str | None,
+        scope: str,
+    ) -> tuple[list[sqlite3.Row], str | None]:
+        conditions, args = list(conditions), list(args)
+        if next_token:
+            created, arn = self._read_token(next_token, max_results, scope)
+            conditions.append("((created < ?) OR (created = ? AND arn < ?))")
+            args.extend((created, created, arn))
+        query = f"SELECT * FROM {table}"
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        query += " ORDER BY created DESC, arn DESC LIMIT ?"
+        with self._connection() as db:
+            rows = db.execute(query, (*args, max_results + 1)).fetchall()
+        token = None
+        if len(rows) > max_results:
+            last = rows[max_results - 1]
+            token = self._issue_token((last["created"], last["arn"]), max_results, scope)
+        return rows[:max_results], token
+
+    def _reported(self, version: VersionRecord) -> VersionRecord:
+        if version.status != TRAINING_COMPLETED:
+            return version
+        if self.backbone_version and version.backbone_version != self.backbone_version:
+            return dataclasses.replace(
+                version,
+                status=EXPIRED,
+                status_message=(
+                    f"This adapter was trained on the backbone {version.backbone_version}; the "
+                    f"server now runs {self.backbone_version}, so the adapter is ignored at "
+                    "inference. Train a new version."
+                ),
+            )
+        if self.base_model_version and version.base_model_version != self.base_model_version:
+            return dataclasses.replace(
+                version,
+                status=DEPRECATED,
+                status_message=(
+                    f"This adapter was trained on the base model {version.base_model_version}; "
+                    f"the server now runs {self.base_model_version}. It still applies; train a "
+                    "new version to adapt the current base model."
+                ),
+            )
+        return version
+
+
+def _project(row: sqlite3.Row) -> ProjectRecord:
+    return ProjectRecord(
+        arn=row["arn"],
+        name=row["name"],
+        created=row["created"],
+        feature=row["feature"],
+        auto_update=row["auto_update"],
+        status=row["status"],
+        tags=json.loads(row["tags"]),
+    )
+
+
+def _version(row: sqlite3.Row) -> VersionRecord:
+    return VersionRecord(
+        arn=row["arn"],
+        project_arn=row["project_arn"],
+        version_name=row["version_name"],
+        created=row["created"],
+        status=row["status"],
+        request=json.loads(row["request"]),
+        status_message=row["status_message"],
+        training_end=row["training_end"],
+        billable_secs=row["billable_secs"],
+        f1=row["f1"],
+        summary_bucket=row["summary_bucket"],
+        summary_name=row["summary_name"],
+        adapter_uri=row["adapter_uri"],
+        base_model_version=row["base_model_version"],
+        backbone_version=row["backbone_version"],
+    )

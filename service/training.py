@@ -1,0 +1,217 @@
+"""Trains adapter versions: one ``python -m model.train_adapter`` process per version, watched.
+
+Like a job (``service.jobs``), a training runs in a process of its own that dies with the
+server, with S3 credentials in its environment. It reports through a result file: JSON with
+``Status`` TRAINING_COMPLETED (F1 score, evaluation summary, adapter artifact, base model and
+backbone versions) or TRAINING_FAILED (what to fix). A process that ends without writing one
+crashed: the version fails with its last error line. Trainings beyond ``max_active_trainings``
+wait their turn, still TRAINING_IN_PROGRESS.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from typing import Any
+
+from service.jobs import JobSettings
+from service.projects import (
+    TRAINING_COMPLETED,
+    TRAINING_FAILED,
+    ProjectRegistry,
+    VersionRecord,
+    output_uri,
+)
+from service.workers import crash_reason, die_with_parent, s3_flags, worker_environment
+
+__all__ = ["RESTART_MESSAGE", "TrainingRunner"]
+
+_LOGGER = logging.getLogger(__name__)
+_STDERR_LINES_KEPT = 20
+RESTART_MESSAGE = "The server stopped while this version was training; create the version again."
+_COMPLETED_FIELDS = ("F1Score", "Summary", "Adapter", "BaseModelVersion", "BackboneVersion")
+
+
+def _manifests(data: dict[str, Any] | None) -> list[str]:
+    assets = (data or {}).get("Assets") or []
+    locations = [asset["GroundTruthManifest"]["S3Object"] for asset in assets]
+    return [f"s3://{location['Bucket']}/{location['Name']}" for location in locations]
+
+
+class TrainingRunner:
+    """Starts and watches adapter trainings, reporting each outcome to the project registry.
+
+    The model settings (components, backbone), S3 and the Python interpreter are the jobs'
+    (``JobSettings``): an adapter is trained on the base model the server runs.
+    """
+
+    def __init__(
+        self, projects: ProjectRegistry, settings: JobSettings, *, max_active_trainings: int = 1
+    ):
+        if max_active_trainings < 1:
+            raise ValueError(
+                f"--max_active_trainings must be at least 1, not {max_active_trainings}"
+            )
+        self.projects = projects
+        self.settings = settings
+        self._slots = threading.Semaphore(max_active_trainings)
+        self._stopping = threading.Event()
+        self._watchers: dict[str, threading.Thread] = {}
+        self._processes: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def recover(self) -> list[str]:
+        """At server start: every version still training lost its process with the previous
+        server, so each is marked TRAINING_FAILED. Returns their ARNs."""
+        return self.projects.fail_unfinished_trainings(RESTART_MESSAGE)
+
+    def submit(self, version: VersionRecord) -> None:
+        """Trains the version in the background."""
+        watcher = threading.Thread(
+            target=self._run, args=(version,), name=f"training-{version.version_name[:16]}"
+        )
+        watcher.daemon = True
+        with self._lock:
+            self._watchers[version.arn] = watcher
+        watcher.start()
+
+    def wait(self, arn: str, timeout: float | None = None) -> None:
+        """Waits for a submitted version's training to end and its outcome to be recorded."""
+        with self._lock:
+            watcher = self._watchers.get(arn)
+        if watcher is not None:
+            watcher.join(timeout)
+
+    def stop(self) -> None:
+        """Kills the trainings under way and starts no more (the server is closing): the killed
+        ones end TRAINING_FAILED, those still waiting are failed by the next ``recover``."""
+        self._stopping.set()
+        with self._lock:
+            processes = list(self._processes.values())
+        for process in processes:
+            process.kill()
+
+    def command(self, version: VersionRecord, result_file: str) -> list[str]:
+        request = version.request
+        settings = self.settings
+        command = [settings.python, "-m", "model.train_adapter"]
+        command += [f"--training_manifest={uri}" for uri in _manifests(request["TrainingData"])]
+        testing = request["TestingData"]
+        if testing.get("AutoCreate"):
+            command.append("--auto_split")
+        else:
+            command += [f"--testing_manifest={uri}" for uri in _manifests(testing)]
+        command += [f"--output={output_uri(version)}", f"--project_version_arn={version.arn}"]
+        threshold = request.get("FeatureConfig", {}).get("ContentModeration", {})
+        if "ConfidenceThreshold" in threshold:
+            command.append(f"--confidence_threshold={threshold['ConfidenceThreshold']}")
+        if request.get("KmsKeyId"):
+            command.append(f"--kms_key_id={request['KmsKeyId']}")
+        command.append(f"--components={settings.components}")
+        if settings.backbone:
+            command.append(f"--backbone={settings.backbone}")
+        command += s3_flags(settings.s3)
+        command.append(f"--result_file={result_file}")
+        return command
+
+    def _run(self, version: VersionRecord) -> None:
+        with self._slots:
+            if self._stopping.is_set():
+                return
+            folder = tempfile.mkdtemp(prefix="training-")
+            try:
+                self._train(version, os.path.join(folder, "result.json"))
+            except Exception as exc:
+                _LOGGER.exception("Training %s could not be run", version.arn)
+                self._fail(version, f"The training could not be run: {exc}", 0)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _train(self, version: VersionRecord, result_file: str) -> None:
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(
+                self.command(version, result_file),
+                env=worker_environment(self.settings.s3),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                preexec_fn=die_with_parent,
+            )
+        except OSError as exc:
+            self._fail(version, f"The training could not start: {exc}", 0)
+            return
+        with self._lock:
+            self._processes[version.arn] = process
+        try:
+            last_lines: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES_KEPT)
+            for line in process.stderr:
+                last_lines.append(line.rstrip())
+                _LOGGER.debug("training %s: %s", version.version_name, line.rstrip())
+            returncode = process.wait()
+        finally:
+            with self._lock:
+                self._processes.pop(version.arn, None)
+        billable_secs = int(round(time.monotonic() - started))
+        if self._stopping.is_set() and returncode != 0:
+            self._fail(version, RESTART_MESSAGE, billable_secs)
+            return
+        result = _read_result(result_file) if returncode == 0 else None
+        if result is None:
+            if returncode == 0:
+                message = "The training process ended without writing a readable result."
+            else:
+                message = crash_reason("The training process", returncode, list(last_lines))
+            self._fail(version, message, billable_secs)
+            return
+        self._record(version, result, billable_secs)
+
+    def _record(self, version: VersionRecord, result: dict[str, Any], billable_secs: int) -> None:
+        status = result.get("Status")
+        message = str(result.get("StatusMessage") or "")
+        if status == TRAINING_FAILED:
+            self._fail(version, message or "The training failed.", billable_secs)
+            return
+        missing = [name for name in _COMPLETED_FIELDS if result.get(name) in (None, "", {})]
+        if status != TRAINING_COMPLETED or missing:
+            self._fail(
+                version,
+                f"The training process wrote an unusable result (Status {status!r}, missing "
+                f"{', '.join(missing) or 'nothing'}).",
+                billable_secs,
+            )
+            return
+        summary = result["Summary"]
+        self.projects.mark_trained(
+            version.arn,
+            status_message=message or "The adapter is trained.",
+            billable_secs=billable_secs,
+            f1=float(result["F1Score"]),
+            summary_bucket=summary["Bucket"],
+            summary_name=summary["Name"],
+            adapter_uri=result["Adapter"],
+            base_model_version=result["BaseModelVersion"],
+            backbone_version=result["BackboneVersion"],
+        )
+        _LOGGER.info("Trained %s: F1 %.3f", version.arn, float(result["F1Score"]))
+
+    def _fail(self, version: VersionRecord, message: str, billable_secs: int) -> None:
+        _LOGGER.warning("Training %s failed: %s", version.arn, message)
+        self.projects.mark_training_failed(version.arn, message, billable_secs=billable_secs)
+
+
+def _read_result(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) else None
