@@ -52,13 +52,12 @@ from typing import Any, NamedTuple
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, S3Options
 
 from model.taxonomy import CONTENT_TYPES, TAXONOMY, ancestors
 from transforms.images import ImageProblem, decode_image, fetch_image_bytes
 from transforms.manifest import MAX_LINE_BYTES, read_manifest_lines
 from transforms.records import ErrorCode
-from transforms.storage import S3Settings
+from transforms.storage import S3Settings, add_s3_arguments, s3_settings_from_arguments
 
 __all__ = [
     "GROUND_TRUTH_KEY",
@@ -615,11 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Images fetched and decoded at once. Default: 16.",
     )
     # Beam's own S3 flags, so that s3:// manifests and images are read as the pipeline reads them.
-    S3Options._add_argparse_args(
-        parser.add_argument_group(
-            "S3 (Beam's S3Options; unset ones come from the usual AWS environment)"
-        )
-    )
+    add_s3_arguments(parser)
     return parser
 
 
@@ -648,9 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     _LOGGER.setLevel(logging.INFO)
 
-    s3_flags = {name: getattr(args, name) for name in vars(args) if name.startswith("s3_")}
-    options = PipelineOptions([], **s3_flags)
-    FileSystems.set_options(options)
+    s3 = s3_settings_from_arguments(args)
     try:
         _check_arguments(args)
         # A first pass checks every line, so that a bad line fails before any model runs.
@@ -661,7 +654,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    s3 = S3Settings.from_options(options)
     try:
         model = _load_model(args.components, args.backbone, s3)
     except ValueError as exc:

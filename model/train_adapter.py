@@ -41,8 +41,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, S3Options
 
 from model.adapter import Adapter, AdapterSpec, build_adapter_model, features
 from model.evaluate import (
@@ -56,7 +54,13 @@ from model.evaluate import (
 from model.label_map import label_confidences, label_evidence
 from model.taxonomy import TAXONOMY, TaxonomyLabel, custom_label, label
 from transforms.images import ImageProblem
-from transforms.storage import OutputStore, S3Settings, join
+from transforms.storage import (
+    OutputStore,
+    S3Settings,
+    add_s3_arguments,
+    join,
+    s3_settings_from_arguments,
+)
 
 __all__ = [
     "EVALUATION_SUMMARY_FILE",
@@ -511,11 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--result_file", default=None, help="Also write the result JSON to this local file."
     )
-    S3Options._add_argparse_args(
-        parser.add_argument_group(
-            "S3 (Beam's S3Options; unset ones come from the usual AWS environment)"
-        )
-    )
+    add_s3_arguments(parser)
     return parser
 
 
@@ -526,9 +526,6 @@ def _request(args: argparse.Namespace) -> TrainingRequest:
         raise ValueError(
             f"--confidence_threshold must be between 0 and 100, not {args.confidence_threshold}"
         )
-    s3_flags = {name: getattr(args, name) for name in vars(args) if name.startswith("s3_")}
-    options = PipelineOptions([], **s3_flags)
-    FileSystems.set_options(options)
     return TrainingRequest(
         training_manifests=args.training_manifest,
         testing_manifests=args.testing_manifest,
@@ -539,7 +536,7 @@ def _request(args: argparse.Namespace) -> TrainingRequest:
         kms_key_id=args.kms_key_id,
         components=args.components,
         backbone=args.backbone,
-        s3=S3Settings.from_options(options),
+        s3=s3_settings_from_arguments(args),
     )
 
 

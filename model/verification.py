@@ -55,12 +55,11 @@ from typing import Any, NamedTuple
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, S3Options
 
 from model.evaluate import GROUND_TRUTH_KEY
 from model.taxonomy import TAXONOMY, TaxonomyLabel, ancestors, custom_label
 from transforms.manifest import MAX_LINE_BYTES, read_manifest_lines
-from transforms.storage import OutputStore, S3Settings
+from transforms.storage import OutputStore, add_s3_arguments, s3_settings_from_arguments
 
 __all__ = [
     "RESULTS_KEY",
@@ -594,11 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="text: a table for a terminal; json: one JSON document. Default: text.",
     )
     # Beam's own S3 flags, so that s3:// files are read as the pipeline reads them.
-    S3Options._add_argparse_args(
-        parser.add_argument_group(
-            "S3 (Beam's S3Options; unset ones come from the usual AWS environment)"
-        )
-    )
+    add_s3_arguments(parser)
     return parser
 
 
@@ -631,9 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     _LOGGER.setLevel(logging.INFO)
 
-    s3_flags = {name: getattr(args, name) for name in vars(args) if name.startswith("s3_")}
-    options = PipelineOptions([], **s3_flags)
-    FileSystems.set_options(options)
+    s3 = s3_settings_from_arguments(args)
     try:
         custom = _check_arguments(args)
         verifications = list(read_lines(args.verifications, "--verifications"))
@@ -652,9 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     if verification.ok:
         try:
-            OutputStore(S3Settings.from_options(options)).write_bytes(
-                args.output, verification.ground_truth_jsonl()
-            )
+            OutputStore(s3).write_bytes(args.output, verification.ground_truth_jsonl())
         except Exception as exc:
             _LOGGER.exception("The ground truth could not be written")
             print(f"error: {args.output} could not be written: {exc}", file=sys.stderr)

@@ -53,10 +53,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from apache_beam.options.pipeline_options import PipelineOptions, S3Options
-
+from service.workers import worker_environment
 from transforms.output import SUMMARY_FILE
-from transforms.storage import S3Settings, join
+from transforms.storage import S3Settings, add_s3_arguments, join, s3_settings_from_arguments
 
 __all__ = [
     "ManifestVersion",
@@ -527,11 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="text: one line per manifest and a summary; json: one JSON document. Default: text.",
     )
-    S3Options._add_argparse_args(
-        parser.add_argument_group(
-            "S3 (Beam's S3Options; unset ones come from the usual AWS environment)"
-        )
-    )
+    add_s3_arguments(parser)
     return parser
 
 
@@ -613,12 +608,7 @@ def _check(args: argparse.Namespace) -> _Plan:
             and state_key.endswith(args.suffix)
         ):
             raise UsageError(f"--state {state} would be listed as a manifest; put it elsewhere")
-    s3_flags = {name: getattr(args, name) for name in vars(args) if name.startswith("s3_")}
-    options = PipelineOptions([], **{k: v for k, v in s3_flags.items() if v is not None})
-    if not args.endpoint_url:
-        from apache_beam.io.filesystems import FileSystems
-
-        FileSystems.set_options(options)
+    s3 = s3_settings_from_arguments(args, set_filesystems=not args.endpoint_url)
     return _Plan(
         args=args,
         bucket=bucket,
@@ -626,7 +616,7 @@ def _check(args: argparse.Namespace) -> _Plan:
         output_bucket=output_bucket,
         output_prefix=output_prefix,
         state_location=state,
-        s3=S3Settings.from_options(options),
+        s3=s3,
         job_args=job_args,
     )
 
@@ -706,19 +696,6 @@ def _start_through_api(plan: _Plan, client, manifest: ManifestVersion, name: str
     return outcome
 
 
-def _run_environment(s3: S3Settings) -> dict[str, str]:
-    """This environment plus the S3 credentials: secrets never go on a command line."""
-    environment = dict(os.environ)
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", s3.access_key_id),
-        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key),
-        ("AWS_SESSION_TOKEN", s3.session_token),
-    ):
-        if value:
-            environment[name] = value
-    return environment
-
-
 def local_command(plan: _Plan, manifest: ManifestVersion, output: str) -> list[str]:
     """The ``python -m pipeline.run`` command of one local run (credentials excluded)."""
     command = [
@@ -749,7 +726,7 @@ def _run_locally(plan: _Plan, manifest: ManifestVersion, output: str) -> Outcome
     try:
         process = subprocess.Popen(
             command,
-            env=_run_environment(plan.s3),
+            env=worker_environment(plan.s3),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -17,7 +17,7 @@ from typing import BinaryIO, NamedTuple
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, S3Options
 
-__all__ = ["S3Settings", "OutputStore"]
+__all__ = ["S3Settings", "OutputStore", "add_s3_arguments", "s3_settings_from_arguments"]
 
 
 class S3Settings(NamedTuple):
@@ -65,6 +65,26 @@ class S3Settings(NamedTuple):
                 response_checksum_validation="when_required",
             ),
         )
+
+
+def add_s3_arguments(parser) -> None:
+    """Beam's own ``--s3_*`` flags on a command's argparse parser, so that its ``s3://`` files are
+    read and written as the pipeline's are."""
+    S3Options._add_argparse_args(
+        parser.add_argument_group(
+            "S3 (Beam's S3Options; unset ones come from the usual AWS environment)"
+        )
+    )
+
+
+def s3_settings_from_arguments(args, *, set_filesystems: bool = True) -> S3Settings:
+    """The S3 settings of parsed ``add_s3_arguments`` flags; with ``set_filesystems``, Beam's
+    FileSystems (which read ``s3://`` manifests) use them too."""
+    flags = {name: value for name, value in vars(args).items() if name.startswith("s3_")}
+    options = PipelineOptions([], **{k: v for k, v in flags.items() if v is not None})
+    if set_filesystems:
+        FileSystems.set_options(options)
+    return S3Settings.from_options(options)
 
 
 def _umask() -> int:
