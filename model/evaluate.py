@@ -252,18 +252,19 @@ class LabelCounts:
         known = [name for name in self._order if name in seen]
         return known + sorted(seen - set(self._order))
 
+    def row(self, name: str) -> dict[str, Any]:
+        """One name's counts and ratios (all zero, ratios null, for a name never seen)."""
+        return {
+            "name": name,
+            **_metrics(
+                self.support.get(name, 0),
+                self.predicted.get(name, 0),
+                self.true_positives.get(name, 0),
+            ),
+        }
+
     def rows(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": name,
-                **_metrics(
-                    self.support.get(name, 0),
-                    self.predicted.get(name, 0),
-                    self.true_positives.get(name, 0),
-                ),
-            }
-            for name in self.names()
-        ]
+        return [self.row(name) for name in self.names()]
 
     def micro_average(self) -> dict[str, Any]:
         return _metrics(

@@ -69,6 +69,7 @@ __all__ = [
     "MIN_TEST_IMAGES",
     "TrainingProblem",
     "main",
+    "meets_training_minimum",
     "train",
 ]
 
@@ -84,6 +85,11 @@ _SUMMARY_FORMAT = "beam-moderation-adapter-evaluation/1"
 _EPOCHS = 150
 _SEED = 0
 _MAX_LISTED_FAILURES = 5
+
+
+def meets_training_minimum(false_positives: int, false_negatives: int) -> bool:
+    """AWS's rule: a label can be trained with enough verified FPs or enough verified FNs."""
+    return false_positives >= MIN_FALSE_POSITIVES or false_negatives >= MIN_FALSE_NEGATIVES
 
 
 class TrainingProblem(ValueError):
@@ -225,11 +231,7 @@ def choose_labels(
     adapted, skipped = [], []
     for name in sorted(counts, key=lambda n: (order.get(n, len(order)), n)):
         row = counts[name]
-        enough = (
-            row["FalsePositives"] >= MIN_FALSE_POSITIVES
-            or row["FalseNegatives"] >= MIN_FALSE_NEGATIVES
-        )
-        if not enough:
+        if not meets_training_minimum(row["FalsePositives"], row["FalseNegatives"]):
             why = (
                 f"{row['FalsePositives']} false positives and {row['FalseNegatives']} false "
                 f"negatives; at least {MIN_FALSE_POSITIVES} false positives or "
@@ -278,21 +280,6 @@ def fit(examples: Sequence[Example], labels: Sequence[str], custom, spec: Adapte
     return Adapter(spec, model)
 
 
-def _scores(counts: LabelCounts, name: str) -> dict[str, Any]:
-    rows = {row["name"]: row for row in counts.rows()}
-    row = rows.get(name) or {
-        "support": 0,
-        "predicted": 0,
-        "true_positives": 0,
-        "false_positives": 0,
-        "false_negatives": 0,
-        "precision": None,
-        "recall": None,
-        "f1": None,
-    }
-    return _api_names(row)
-
-
 def _api_names(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "Precision": row["precision"],
@@ -324,8 +311,8 @@ def compare(examples: Sequence[Example], adapter: Adapter, threshold: float) -> 
                 "ParentName": entry.parent,
                 "TaxonomyLevel": entry.level,
                 "Custom": name not in TAXONOMY,
-                "BaseModel": _scores(base, name),
-                "Adapter": _scores(adapted, name),
+                "BaseModel": _api_names(base.row(name)),
+                "Adapter": _api_names(adapted.row(name)),
             }
         )
     return {

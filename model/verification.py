@@ -58,14 +58,17 @@ from apache_beam.io.filesystems import FileSystems
 
 from model.evaluate import GROUND_TRUTH_KEY
 from model.taxonomy import TAXONOMY, TaxonomyLabel, ancestors, custom_label
+from model.train_adapter import (
+    MIN_FALSE_NEGATIVES,
+    MIN_FALSE_POSITIVES,
+    MIN_TEST_IMAGES,
+    meets_training_minimum,
+)
 from transforms.manifest import MAX_LINE_BYTES, read_manifest_lines
 from transforms.storage import OutputStore, add_s3_arguments, s3_settings_from_arguments
 
 __all__ = [
     "RESULTS_KEY",
-    "TEST_SET_MIN_IMAGES",
-    "TRAINING_MIN_FALSE_NEGATIVES",
-    "TRAINING_MIN_FALSE_POSITIVES",
     "GroundTruthEntry",
     "InputError",
     "VerificationReport",
@@ -82,10 +85,6 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 RESULTS_KEY = "detect-moderation-labels"
-# AWS's minimum to train an adapter on a label: verified FPs or FNs of that label.
-TRAINING_MIN_FALSE_POSITIVES = 20
-TRAINING_MIN_FALSE_NEGATIVES = 50
-TEST_SET_MIN_IMAGES = 20
 
 RESULTS = "results"
 VERIFICATIONS = "verifications"
@@ -309,8 +308,9 @@ class VerificationReport:
                     "true_positives": self.true_positives.get(name, 0),
                     "false_positives": false_positives,
                     "false_negatives": false_negatives,
-                    "meets_training_minimum": false_positives >= TRAINING_MIN_FALSE_POSITIVES
-                    or false_negatives >= TRAINING_MIN_FALSE_NEGATIVES,
+                    "meets_training_minimum": meets_training_minimum(
+                        false_positives, false_negatives
+                    ),
                 }
             )
         return rows
@@ -337,10 +337,10 @@ class VerificationReport:
             "images_not_reviewed": self.images_not_reviewed,
             "labels": self.rows(),
             "training_minimum": {
-                "false_positives": TRAINING_MIN_FALSE_POSITIVES,
-                "false_negatives": TRAINING_MIN_FALSE_NEGATIVES,
+                "false_positives": MIN_FALSE_POSITIVES,
+                "false_negatives": MIN_FALSE_NEGATIVES,
             },
-            "test_set_minimum_images": TEST_SET_MIN_IMAGES,
+            "test_set_minimum_images": MIN_TEST_IMAGES,
             "errors": [error.to_dict() for error in self.errors],
         }
 

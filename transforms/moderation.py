@@ -23,12 +23,15 @@ __all__ = ["ModerateImages", "ReportProgress"]
 _LOGGER = logging.getLogger(__name__)
 
 
-def _failed_batch_errors(failure) -> Iterable[ManifestError]:
+def _failed_batch_errors(
+    failure, line_of: Callable = lambda line, _image: line
+) -> Iterable[ManifestError]:
+    """One INFERENCE_FAILED error per element of a failed batch; ``line_of(key, example)``
+    finds the element's manifest line (the key, unless the stage keys by something else)."""
     batch, (exc_type, exc_repr, _traceback) = failure
     message = f"Inference failed for the batch holding this image: {exc_repr}"
     for key, example in batch:
-        # Base stage: (line, image). Adapter stage: (adapter key, AdapterInput(line, ...)).
-        line = example.line if isinstance(key, str) else key
+        line = line_of(key, example)
         yield ManifestError(line.line_number, ErrorCode.INFERENCE_FAILED, message, line.source_ref)
 
 
@@ -68,7 +71,10 @@ class ModerateImages(beam.PTransform):
             | "RunInference"
             >> RunInference(KeyedModelHandler(self._model_handler)).with_exception_handling()
         )
-        failed = [dead_letters.failed_inferences]
+        failures = [
+            dead_letters.failed_inferences
+            | "FailedBatchesToErrors" >> beam.FlatMap(_failed_batch_errors)
+        ]
         if self._adapters:
             adapter_for = self._adapter_for
             keyed = predictions | "ToAdapterInputs" >> beam.MapTuple(
@@ -86,17 +92,16 @@ class ModerateImages(beam.PTransform):
             results = adapted | "ToAdaptedResponses" >> beam.MapTuple(
                 lambda _key, prediction: prediction.inference
             )
-            failed.append(adapter_dead_letters.failed_inferences)
+            failures.append(
+                adapter_dead_letters.failed_inferences
+                | "FailedAdapterBatchesToErrors"
+                >> beam.FlatMap(_failed_batch_errors, lambda _key, item: item.line)
+            )
         else:
             results = predictions | "ToResponses" >> beam.MapTuple(
                 lambda line, prediction: (line, prediction.inference)
             )
-        failures = (
-            failed
-            | "CollectFailedBatches" >> beam.Flatten()
-            | "FailedBatchesToErrors" >> beam.FlatMap(_failed_batch_errors)
-        )
-        return {"results": results, "invalid": failures}
+        return {"results": results, "invalid": failures | "CollectFailures" >> beam.Flatten()}
 
 
 class ReportProgress(beam.DoFn):
