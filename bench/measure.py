@@ -1,6 +1,8 @@
 """One measurement in a fresh process: ``python -m bench.measure KIND MANIFEST [options]``.
 
-Prints one JSON object: images, seconds, images_per_sec and the process's peak RSS. Kinds:
+Prints one JSON object: images, seconds, images_per_sec, the process's peak RSS, and, sampled
+from ``/proc`` while it runs, the peak RSS of each process it starts (worker processes, a shared
+model's server) and the peak of their proportional set size together. Kinds:
 - ``pipeline``: the whole job (``pipeline.run.run``) on DirectRunner, model loading included;
 - ``bound``: the same model components on images decoded beforehand, batch by batch;
 - ``components``: milliseconds per image of each part of the model (ONNX Runtime components,
@@ -15,10 +17,75 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
+import threading
 import time
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _rss_and_pss_kb(pid: int) -> tuple[int, int]:
+    values = {"Rss:": 0, "Pss:": 0}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                name, value, *_ = line.split()
+                if name in values:
+                    values[name] = int(value)
+    except (OSError, ValueError):
+        pass
+    return values["Rss:"], values["Pss:"]
+
+
+class MemorySampler(threading.Thread):
+    """Samples this process and its descendants: peak RSS per process, peak total PSS."""
+
+    def __init__(self, interval: float = 0.25):
+        super().__init__(daemon=True)
+        self._interval = interval
+        self._stop_event = threading.Event()
+        self.peak_rss_kb: dict[int, int] = {}
+        self.peak_total_pss_kb = 0
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            total = 0
+            for pid in [os.getpid(), *_descendants(os.getpid())]:
+                rss, pss = _rss_and_pss_kb(pid)
+                self.peak_rss_kb[pid] = max(self.peak_rss_kb.get(pid, 0), rss)
+                total += pss
+            self.peak_total_pss_kb = max(self.peak_total_pss_kb, total)
+
+    def stop(self) -> dict:
+        self._stop_event.set()
+        self.join()
+        others = [kb for pid, kb in self.peak_rss_kb.items() if pid != os.getpid()]
+        return {
+            "processes": 1 + len(others),
+            "peak_child_rss_mb": [round(kb / 1024) for kb in sorted(others, reverse=True)],
+            "peak_total_pss_mb": self.peak_total_pss_kb / 1024,
+        }
 
 
 def _sources(manifest: str) -> list[str]:
@@ -132,6 +199,8 @@ def main() -> None:
     parser.add_argument("manifest")
     parser.add_argument("--batch_size", type=int, default=16)
     args, rest = parser.parse_known_args()
+    sampler = MemorySampler()
+    sampler.start()
     s3_args = [a for a in rest if a.startswith("--s3_")]
     extra = [a for a in rest if not a.startswith("--s3_")]
     if args.kind == "pipeline":
@@ -144,6 +213,7 @@ def main() -> None:
         result = measure_naive(args.manifest, s3_args)
     result["images_per_sec"] = result["images"] / result["seconds"]
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.update(sampler.stop())
     print("BENCH " + json.dumps(result), flush=True)
 
 

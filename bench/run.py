@@ -3,8 +3,10 @@
 Measures side by side, in one run, on the same distinct images, each in a fresh process (the
 throughput ones in interleaved rounds, keeping each one's best):
 the pipeline on DirectRunner (local files and an S3-protocol server over HTTP), the bare
-inference bound of the same model components, and the naive per-image loop; then the pipeline's
-peak memory on manifests of increasing length. Prints absolute figures and the ratios.
+inference bound of the same model components, and the naive per-image loop; the scaling with
+worker processes (``--direct_running_mode=multi_processing``, one inference thread each, with
+and without a shared model); a manifest whose images repeat; then the pipeline's peak memory
+on manifests of increasing length. Prints absolute figures and the ratios.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 
 from bench.images import make_benchmark_images
 from model.backbone import NO_BACKBONE
+from model.handler import usable_cores
 
 _STARTUP_IMAGES = 16
 STARTUP = f"pipeline, {_STARTUP_IMAGES} images (startup)"
@@ -79,10 +82,25 @@ def _upload(endpoint: str, paths: list[str]) -> list[str]:
     return refs
 
 
+def _worker_rss(result: dict) -> float:
+    """The largest process's peak RSS: a worker's when the job has worker processes."""
+    return max([result["peak_rss_mb"], *result.get("peak_child_rss_mb", [])])
+
+
 def _row(name: str, result: dict) -> str:
     return (
-        f"{name:<34} {result['images']:>7d} {result['seconds']:>9.1f} "
-        f"{result['images_per_sec']:>9.1f} {result['peak_rss_mb']:>9.0f}"
+        f"{name:<40} {result['images']:>7d} {result['seconds']:>9.1f} "
+        f"{result['images_per_sec']:>9.1f} {_worker_rss(result):>9.0f} "
+        f"{result.get('processes', 1):>5d} {result.get('peak_total_pss_mb', 0):>9.0f}"
+    )
+
+
+def _workers(count: int, *extra: str) -> tuple[str, ...]:
+    return (
+        "--direct_running_mode=multi_processing",
+        f"--direct_num_workers={count}",
+        "--inference_threads=1",
+        *extra,
     )
 
 
@@ -99,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", default="bench-out", help="Scratch folder. Default: bench-out."
     )
     parser.add_argument("--skip_s3", action="store_true", help="Leave out the S3 server runs.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=usable_cores(),
+        help="Worker processes of the scaling runs, against one; 0 or 1 skips them. "
+        "Default: the cores there are.",
+    )
     parser.add_argument(
         "--repeats",
         type=int,
@@ -136,6 +161,27 @@ def main(argv: list[str] | None = None) -> int:
             lambda: _measure("pipeline", startup_manifest, f"--backbone={NO_BACKBONE}"),
         ),
     ]
+    workers = args.workers
+    if workers > 1:
+        one, many = "1 worker process, 1 thread", f"{workers} worker processes, 1 thread each"
+        shared = f"{workers} workers, 1 thread, shared model"
+        throughput += [
+            (one, lambda: _measure("pipeline", local_manifest, *_workers(1))),
+            (many, lambda: _measure("pipeline", local_manifest, *_workers(workers))),
+            (
+                shared,
+                lambda: _measure("pipeline", local_manifest, *_workers(workers, "--share_model")),
+            ),
+        ]
+    # The same number of lines as the distinct run, each image ten times: the repeats are
+    # answered from the worker's recent results.
+    distinct = paths[: max(1, len(paths) // 10)]
+    repeated_manifest = _write_manifest(
+        os.path.join(workdir, "repeated.jsonl"),
+        [distinct[i % len(distinct)] for i in range(len(paths))],
+    )
+    repeated = "pipeline, each image 10 times"
+    throughput.append((repeated, lambda: _measure("pipeline", repeated_manifest)))
     server = None
     if not args.skip_s3:
         server, endpoint = _start_s3_server()
@@ -179,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
 
     print()
-    print(f"{'measurement':<34} {'images':>7} {'seconds':>9} {'images/s':>9} {'peak MB':>9}")
+    print(
+        f"{'measurement':<40} {'images':>7} {'seconds':>9} {'images/s':>9} {'peak MB':>9} "
+        f"{'procs':>5} {'PSS MB':>9}"
+    )
     for name, result in results.items():
         print(_row(name, result))
     print()
@@ -232,6 +281,20 @@ def main(argv: list[str] | None = None) -> int:
             f"to bare inference: {bound - bound_without:.1f}; its own inference at batch "
             f"{sizes[-1]}: {backbone_ms:.1f}"
         )
+    ratio(repeated, "pipeline, local files")
+    if workers > 1 and {one, many} <= set(results):
+        speedup = results[many]["images_per_sec"] / results[one]["images_per_sec"]
+        print(
+            f"{many} / {one}: {speedup:.2f} = {speedup / workers:.2f} x {workers} "
+            f"(images_per_sec; target 0.8 x {workers})"
+        )
+        ratio(shared, many)
+        for name in (one, many, shared):
+            if name in results:
+                print(
+                    f"{name}: peak RSS per process {results[name].get('peak_child_rss_mb')} MB, "
+                    f"all processes together {results[name]['peak_total_pss_mb']:.0f} MB (PSS)"
+                )
     ratio("pipeline, S3 server", "bound (bare inference)")
     ratio("pipeline, S3 server", "naive loop, S3 server")
     memory = [name for name in results if name.endswith("-line manifest")]

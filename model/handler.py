@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import collections
+import copy
+import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.adapter import Adapter
@@ -15,14 +20,92 @@ from model.moderation_model import (
     ImageAnalysis,
     ModerationModel,
     load_moderation_model,
+    moderation_model_version,
     resolve_components,
     respond,
 )
 from transforms.storage import S3Settings
 
-__all__ = ["AdapterInput", "AdapterModelHandler", "ModerationModelHandler"]
+__all__ = [
+    "RECENT_IMAGES",
+    "AdapterInput",
+    "AdapterModelHandler",
+    "ModerationModelHandler",
+    "RecentResults",
+    "image_digest",
+    "inference_threads",
+]
 
 _LOGGER = logging.getLogger(__name__)
+
+# Distinct images whose results each worker keeps, so that a repeated image (the same pixels,
+# whatever its source-ref) is analysed once. Responses are a few hundred bytes, analyses about
+# 5 KB (the embedding): some megabytes per worker at most.
+RECENT_IMAGES = 1024
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def inference_threads(requested: int | None, processes_per_machine: int | None) -> int:
+    """Threads per model component: ``requested`` if given, else the worker's share of the
+    machine's cores (``processes_per_machine`` worker processes; None: one per core), so that
+    workers x threads never exceeds the cores."""
+    if requested:
+        return requested
+    processes = processes_per_machine or usable_cores()
+    return max(1, usable_cores() // processes)
+
+
+def image_digest(image: np.ndarray) -> bytes:
+    """Identifies an image by its decoded pixels (and shape): equal digests, equal results."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((image.shape, image.dtype.str)).encode())
+    digest.update(np.ascontiguousarray(image).data)
+    return digest.digest()
+
+
+class RecentResults:
+    """The results of the last ``capacity`` distinct images, by digest (least recently used
+    go first); ``compute`` runs only on the images of a batch that are not among them."""
+
+    def __init__(self, capacity: int = RECENT_IMAGES):
+        self._capacity = capacity
+        self._results: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def results(
+        self, images: Sequence[np.ndarray], compute: Callable[[list[np.ndarray]], list]
+    ) -> tuple[list, int]:
+        """Each image's result, and how many images were not computed (repeats)."""
+        digests = [image_digest(image) for image in images]
+        known = {d: self._results[d] for d in digests if d in self._results}
+        todo: dict[bytes, int] = {}
+        for index, digest in enumerate(digests):
+            if digest not in known and digest not in todo:
+                todo[digest] = index
+        fresh = compute([images[i] for i in todo.values()]) if todo else []
+        known.update(zip(todo, fresh, strict=True))
+        for digest in digests:  # refresh the ones seen again, add the new ones
+            self._results[digest] = known[digest]
+            self._results.move_to_end(digest)
+        while len(self._results) > self._capacity:
+            self._results.popitem(last=False)
+        # A repeat gets its own copy: a result must not be shared between two lines.
+        seen: set[bytes] = set()
+        results = []
+        for digest in digests:
+            result = known[digest]
+            results.append(result if digest not in seen else copy.deepcopy(result))
+            seen.add(digest)
+        return results, len(images) - len(todo)
 
 
 class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, ModerationModel]):
@@ -43,10 +126,18 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         max_batch_size: int | None = None,
         max_batch_duration_secs: int | None = None,
         large_model: bool = False,
+        model_copies: int | None = None,
         analyses: bool = False,
+        processes_per_machine: int | None = 1,
+        recent_images: int = RECENT_IMAGES,
     ):
-        """``analyses``: return each image's ``ImageAnalysis`` (for an adapter stage after this
-        one) instead of its response."""
+        """``intra_op_threads``: threads per component; None gives each worker process its
+        share of the machine's cores, ``processes_per_machine`` being how many run there (None:
+        one per core). ``large_model``: one model per machine, shared by its worker processes
+        (Beam's ``MultiProcessShared``); ``model_copies``: how many copies that machine holds.
+        ``analyses``: return each image's ``ImageAnalysis`` (for an adapter stage after this
+        one) instead of its response. ``recent_images``: how many distinct images' results each
+        worker keeps to answer repeats (0: none)."""
         super().__init__()
         resolve_components(components)  # a bad choice fails at construction, not on a worker
         self._components = components
@@ -61,16 +152,20 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
             self._batching_kwargs["max_batch_size"] = max_batch_size
         if max_batch_duration_secs is not None:
             self._batching_kwargs["max_batch_duration_secs"] = max_batch_duration_secs
-        self._large_model = large_model
+        self._large_model = large_model or model_copies is not None
+        self._model_copies = model_copies
         self._analyses = analyses
+        self._processes_per_machine = processes_per_machine
+        self._recent_images = recent_images
+        self._recent: RecentResults | None = None
+        self._version: str | None = None
+        self._repeats = Metrics.counter("moderation", "num_repeated_images")
 
     def load_model(self) -> ModerationModel:
         try:
+            threads = inference_threads(self._intra_op_threads, self._processes_per_machine)
             model = load_moderation_model(
-                self._components,
-                backbone=self._backbone,
-                intra_op_threads=self._intra_op_threads,
-                s3=self._s3,
+                self._components, backbone=self._backbone, intra_op_threads=threads, s3=self._s3
             )
         except Exception as exc:
             raise ValueError(
@@ -79,7 +174,11 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
                 "packages are installed (pip install '.[nudenet]') and that the backbone URI "
                 "is a TF2 SavedModel or TF Hub handle."
             ) from exc
-        _LOGGER.info("Loaded moderation model %s", model.version)
+        _LOGGER.info(
+            "Loaded moderation model %s (%d inference threads per component)",
+            model.version,
+            threads,
+        )
         return model
 
     def run_inference(
@@ -90,11 +189,27 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
     ) -> Iterable[PredictionResult]:
         # The decoded image is not needed downstream: results carry the response only.
         if self._analyses:
-            return [
-                PredictionResult(None, analysis, model.version) for analysis in model.analyse(batch)
-            ]
-        responses = model.predict(batch, self._min_confidence)
-        return [PredictionResult(None, response, model.version) for response in responses]
+            compute = model.analyse
+        else:
+            compute = lambda images: model.predict(images, self._min_confidence)  # noqa: E731
+        if self._recent_images:
+            if self._recent is None:
+                self._recent = RecentResults(self._recent_images)
+            outputs, repeats = self._recent.results(batch, compute)
+            self._repeats.inc(repeats)
+        else:
+            outputs = compute(list(batch))
+        version = self._model_version(model)
+        return [PredictionResult(None, output, version) for output in outputs]
+
+    def _model_version(self, model) -> str:
+        if self._version is None:
+            # A model shared across processes is a proxy, which exposes methods only.
+            version = getattr(model, "version", None)
+            if not isinstance(version, str):
+                version = moderation_model_version(self._components, self._backbone)
+            self._version = version
+        return self._version
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         return sum(image.nbytes for image in batch)
@@ -107,6 +222,9 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
 
     def share_model_across_processes(self) -> bool:
         return self._large_model
+
+    def model_copies(self) -> int:
+        return self._model_copies or 1
 
 
 class AdapterInput(NamedTuple):

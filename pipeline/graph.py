@@ -8,7 +8,12 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
 
 from model.handler import AdapterModelHandler, ModerationModelHandler
-from pipeline.options import ModerationOptions, allowed_source_prefixes, source_schemes
+from pipeline.options import (
+    ModerationOptions,
+    allowed_source_prefixes,
+    source_schemes,
+    worker_processes_per_machine,
+)
 from transforms.images import LoadImages
 from transforms.manifest import ReadManifest, ValidateManifestLine
 from transforms.moderation import ModerateImages, ReportProgress
@@ -27,6 +32,9 @@ def default_model_handler(options: ModerationOptions) -> ModelHandler:
         s3=S3Settings.from_options(options),
         min_confidence=options.min_confidence,
         intra_op_threads=options.inference_threads or None,
+        processes_per_machine=worker_processes_per_machine(options),
+        large_model=options.share_model,
+        model_copies=options.model_copies,
         # Fixed-size batches: growing from 1, as BatchElements otherwise does, wastes the
         # first batches of every bundle on the slower small-batch path.
         min_batch_size=options.inference_batch_size,
@@ -59,8 +67,11 @@ def build_pipeline(
     temporary = join(options.output, f".temporary-{run_id}")
     handler = model_handler or default_model_handler(options)
 
-    lines = p | "ReadManifest" >> ReadManifest(options.manifest)
-    lines_read = lines | "CountLines" >> beam.combiners.Count.Globally()
+    read = p | "ReadManifest" >> ReadManifest(options.manifest, spread=False, s3=s3)
+    # Counted before the reshuffle: the count is then ready before the lines are processed, so
+    # that progress (which reports against it) is logged while they are.
+    lines_read = read | "CountLines" >> beam.combiners.Count.Globally()
+    lines = read | "SpreadLines" >> beam.Reshuffle()
     validated = lines | "ValidateLines" >> beam.ParDo(
         ValidateManifestLine(
             schemes=source_schemes(options),
@@ -78,14 +89,16 @@ def build_pipeline(
         moderated["invalid"],
     ) | "CollectErrors" >> beam.Flatten()
     analysed = results | "MarkAnalysed" >> beam.Map(lambda _: None)
+    # Progress is counted on each branch before they meet: a runner may materialise a Flatten's
+    # inputs first, and a count after it would then report only once everything is done.
+    total = beam.pvalue.AsSingleton(lines_read)
+    progress = ReportProgress(run_id, options.progress_interval_secs)
     summary = (
-        (analysed, errors)
-        | "CollectOutcomes" >> beam.Flatten()
-        | "ReportProgress"
-        >> beam.ParDo(
-            ReportProgress(run_id, options.progress_interval_secs),
-            beam.pvalue.AsSingleton(lines_read),
+        (
+            analysed | "ReportAnalysed" >> beam.ParDo(progress, total),
+            errors | "ReportErrors" >> beam.ParDo(progress, total),
         )
+        | "CollectOutcomes" >> beam.Flatten()
         | "BuildSummary" >> beam.CombineGlobally(BuildSummary())
     )
     parts = results | "WriteResults" >> WriteResults(temporary, store)

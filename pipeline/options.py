@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (
+    DebugOptions,
+    DirectOptions,
+    PipelineOptions,
+    PortableOptions,
+    StandardOptions,
+)
 
 from model.backbone import DEFAULT_BACKBONE, NO_BACKBONE
 from model.moderation_model import COMPONENT_CHOICES
 from transforms.manifest import SUPPORTED_SCHEMES
 
-__all__ = ["ModerationOptions", "validate_options"]
+__all__ = ["ModerationOptions", "validate_options", "worker_processes_per_machine"]
 
 
 def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,8 +100,27 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         "--inference_threads",
         type=int,
         default=0,
-        help="CPU threads per model component (ONNX Runtime and TensorFlow); 0 lets them use "
-        "every core. Default: 0.",
+        help="CPU threads per model component (ONNX Runtime and TensorFlow) in each worker "
+        "process; 0 gives each worker process its share of the machine's cores (cores divided "
+        "by the worker processes per machine: --direct_num_workers in multi_processing mode, "
+        "--sdk_worker_parallelism on portable runners, one per core on Dataflow unless "
+        "--experiments=no_use_multiple_sdk_containers), so that they never oversubscribe the "
+        "cores. Default: 0.",
+    )
+    parser.add_argument(
+        "--share_model",
+        action="store_true",
+        default=False,
+        help="Load the model once per machine and let its worker processes share it (Beam's "
+        "large_model / MultiProcessShared) instead of one copy per process: for GPU workers, or "
+        "when memory is short. Default: one copy per process.",
+    )
+    parser.add_argument(
+        "--model_copies",
+        type=int,
+        default=None,
+        help="With --share_model: how many copies of the model each machine holds (for "
+        "example one per GPU). Implies --share_model. Default: 1.",
     )
     parser.add_argument(
         "--progress_interval_secs",
@@ -159,6 +184,8 @@ def validate_options(options: ModerationOptions) -> None:
             f"--source_schemes must list some of {', '.join(SUPPORTED_SCHEMES)}, "
             f"not {options.source_schemes!r}"
         )
+    if options.model_copies is not None and not 1 <= options.model_copies <= 64:
+        raise ValueError(f"--model_copies must be between 1 and 64, not {options.model_copies}")
     for flag, low, high in (
         ("fetch_concurrency", 1, 256),
         ("inference_batch_size", 1, 1024),
@@ -167,6 +194,32 @@ def validate_options(options: ModerationOptions) -> None:
         value = getattr(options, flag)
         if not low <= value <= high:
             raise ValueError(f"--{flag} must be between {low} and {high}, not {value}")
+
+
+_DIRECT_RUNNERS = (
+    "DirectRunner",
+    "FnApiRunner",
+    "SwitchingDirectRunner",
+    "BundleBasedDirectRunner",
+)
+
+
+def worker_processes_per_machine(options: PipelineOptions) -> int | None:
+    """How many worker processes (or threads, each running the model) share one machine, from
+    the runner's own options; None when the runner starts one per core."""
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    if name in _DIRECT_RUNNERS:
+        direct = options.view_as(DirectOptions)
+        if direct.direct_running_mode in ("multi_processing", "multi_threading"):
+            return direct.direct_num_workers or None  # 0: one per core
+        return 1
+    if name == "DataflowRunner":
+        experiments = options.view_as(DebugOptions).experiments or []
+        # Dataflow starts one Python SDK process per vCPU unless told otherwise.
+        return 1 if "no_use_multiple_sdk_containers" in experiments else None
+    parallelism = options.view_as(PortableOptions).sdk_worker_parallelism
+    return int(parallelism or 0) or None
 
 
 def allowed_source_prefixes(options: ModerationOptions) -> list[str] | None:

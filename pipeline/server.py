@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pipeline.run import configure_logging
+from service.dataflow import DATAFLOW_API
 
 __all__ = ["build_server", "main"]
 
@@ -26,6 +27,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # A 5 MB image travels as about 6.7 MB of base64.
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+SUBMIT_TO = ("local", "portable", "dataflow")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,10 +103,50 @@ def _parser() -> argparse.ArgumentParser:
         help=f"Backbone, as for pipeline.run. Default: {DEFAULT_BACKBONE}.",
     )
     parser.add_argument(
+        "--submit_to",
+        choices=SUBMIT_TO,
+        default="local",
+        help="Where jobs run: local (a pipeline.run process per job on this machine, with the "
+        "runner flags of --job_args; DirectRunner unless they name another), portable (the "
+        "Beam job endpoint of a Flink or Spark cluster, --job_endpoint), or dataflow (launched "
+        "from the Flex Template through Dataflow's API, --dataflow_*). Default: local.",
+    )
+    parser.add_argument(
         "--job_args",
-        default="--runner=DirectRunner",
-        help="Beam flags for every job, e.g. '--runner=DataflowRunner --project=p --region=r' or "
-        "'--runner=PortableRunner --job_endpoint=host:8099'. Default: --runner=DirectRunner.",
+        default="",
+        help="Extra Beam flags for every local or portable job, e.g. '--direct_num_workers=2 "
+        "--direct_running_mode=multi_processing', or for a portable endpoint "
+        "'--environment_type=EXTERNAL --environment_config=localhost:50000'. Default: none.",
+    )
+    parser.add_argument(
+        "--job_endpoint",
+        default=None,
+        help="With --submit_to=portable: the job service, host:port (a Flink or Spark job "
+        "server). Required there.",
+    )
+    parser.add_argument(
+        "--dataflow_project", default=None, help="With --submit_to=dataflow: the GCP project."
+    )
+    parser.add_argument(
+        "--dataflow_region", default=None, help="With --submit_to=dataflow: the region."
+    )
+    parser.add_argument(
+        "--dataflow_template",
+        default=None,
+        help="With --submit_to=dataflow: gs:// path of the Flex Template spec that "
+        "'gcloud dataflow flex-template build' wrote.",
+    )
+    parser.add_argument(
+        "--dataflow_environment",
+        default="{}",
+        help="With --submit_to=dataflow: the launch's runtime environment as JSON, e.g. "
+        '\'{"maxWorkers": 50, "machineType": "n1-standard-8", "serviceAccountEmail": "..."}\'. '
+        "Default: Dataflow's defaults.",
+    )
+    parser.add_argument(
+        "--dataflow_api",
+        default=DATAFLOW_API,
+        help=f"Dataflow's API root. Default: {DATAFLOW_API}.",
     )
     parser.add_argument(
         "--s3_endpoint_url", default=None, help="S3 endpoint for jobs and images. Default: AWS."
@@ -115,6 +158,47 @@ def _parser() -> argparse.ArgumentParser:
         "--kms_endpoint_url", default=None, help="KMS endpoint for KmsKeyId checks. Default: AWS."
     )
     return parser
+
+
+def _runner_flags(args: argparse.Namespace) -> tuple[str, ...]:
+    """The Beam flags of local and portable jobs."""
+    extra = shlex.split(args.job_args)
+    if args.submit_to == "portable":
+        if not args.job_endpoint:
+            raise SystemExit("error: --submit_to=portable needs --job_endpoint=HOST:PORT")
+        return ("--runner=PortableRunner", f"--job_endpoint={args.job_endpoint}", *extra)
+    if any(flag.startswith("--runner") for flag in extra):
+        return tuple(extra)
+    return ("--runner=DirectRunner", *extra)
+
+
+def _dataflow_settings(args: argparse.Namespace):
+    from service.dataflow import DataflowSettings
+
+    if args.submit_to != "dataflow":
+        return None
+    missing = [
+        f"--{name}"
+        for name in ("dataflow_project", "dataflow_region", "dataflow_template")
+        if not getattr(args, name)
+    ]
+    if missing:
+        raise SystemExit(f"error: --submit_to=dataflow needs {', '.join(missing)}")
+    if not args.dataflow_template.startswith("gs://"):
+        raise SystemExit("error: --dataflow_template must be a gs:// path")
+    try:
+        environment = json.loads(args.dataflow_environment)
+    except ValueError as exc:
+        raise SystemExit(f"error: --dataflow_environment is not JSON: {exc}") from None
+    if not isinstance(environment, dict):
+        raise SystemExit("error: --dataflow_environment must be a JSON object")
+    return DataflowSettings(
+        project=args.dataflow_project,
+        region=args.dataflow_region,
+        template=args.dataflow_template,
+        api_root=args.dataflow_api,
+        environment=environment,
+    )
 
 
 def build_server(argv: Sequence[str]):
@@ -148,8 +232,9 @@ def build_server(argv: Sequence[str]):
         s3=s3_settings,
         components=args.components,
         backbone=args.backbone,
-        pipeline_args=tuple(shlex.split(args.job_args)),
+        pipeline_args=_runner_flags(args),
         allowed_locations=allowed,
+        dataflow=_dataflow_settings(args),
     )
     kms = boto3.client("kms", endpoint_url=args.kms_endpoint_url, region_name=args.s3_region_name)
     s3_client = s3_settings.client()

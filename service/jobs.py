@@ -1,9 +1,15 @@
-"""Runs registered jobs: one ``python -m pipeline.run`` process per job, watched to the end.
+"""Runs registered jobs and watches each to the end, where the configuration says:
 
-A job runs in a process of its own, so that a crash, a runaway allocation or a kill takes down
-the job and never the server. The process dies with the server (Linux's parent-death signal),
-so a restarted server can fail every job it finds unfinished: none of them can still be
-writing. Credentials reach the process through its environment, never its command line.
+- locally or on a portable job endpoint (Flink, Spark): one ``python -m pipeline.run`` process
+  per job, with the runner flags of ``JobSettings.pipeline_args``. On a portable runner that
+  process is the job's launcher: it submits the pipeline to the job endpoint and waits for it.
+- on Dataflow (``JobSettings.dataflow``): launched from the Flex Template through Dataflow's
+  API (``service.dataflow``), then polled until it ends.
+
+A local job runs in a process of its own, so that a crash, a runaway allocation or a kill takes
+down the job and never the server. The process dies with the server (Linux's parent-death
+signal), so a restarted server can fail every job it finds unfinished: none of them can still
+be writing. Credentials reach the process through its environment, never its command line.
 """
 
 from __future__ import annotations
@@ -16,6 +22,13 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from service.dataflow import (
+    SUCCEEDED_STATE,
+    DataflowClient,
+    DataflowError,
+    DataflowSettings,
+    dataflow_job_name,
+)
 from service.preflight import DEFAULT_MAX_MANIFEST_BYTES, PreflightProblem, check_job_resources
 from service.projects import AdapterNotReady, ProjectRegistry, ResolvedAdapter, VersionNotFound
 from service.registry import JobRecord, JobRegistry
@@ -46,6 +59,8 @@ class JobSettings:
     allowed_locations: Collection[str] | None = None
     max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
     python: str = sys.executable
+    # Set: jobs are launched on Dataflow from the Flex Template instead of run here.
+    dataflow: DataflowSettings | None = None
 
 
 class JobRunner:
@@ -59,10 +74,14 @@ class JobRunner:
         s3_client,
         kms_client,
         projects: ProjectRegistry | None = None,
+        dataflow_client: DataflowClient | None = None,
     ):
         self.registry = registry
         self.settings = settings
         self.projects = projects
+        if settings.dataflow is not None and dataflow_client is None:
+            dataflow_client = DataflowClient(settings.dataflow)
+        self._dataflow = dataflow_client
         self._s3_client = s3_client
         self._kms_client = kms_client
         self._watchers: dict[str, threading.Thread] = {}
@@ -106,15 +125,28 @@ class JobRunner:
         return process.pid if process else None
 
     def command(self, job: JobRecord) -> list[str]:
+        """The local process that runs (or, on a portable runner, launches) the job."""
+        return [
+            self.settings.python,
+            "-m",
+            "pipeline.run",
+            *self.job_flags(job),
+            *s3_flags(self.settings.s3),
+            *self.settings.pipeline_args,
+        ]
+
+    def template_parameters(self, job: JobRecord) -> dict[str, str]:
+        """The job's flags as Flex Template parameters (the names of templates/metadata.json)."""
+        return dict(flag[2:].split("=", 1) for flag in self.job_flags(job))
+
+    def job_flags(self, job: JobRecord) -> list[str]:
+        """The job's own ``pipeline.run`` flags (``--name=value``), whatever the runner."""
         request = job.request
         manifest = request["Input"]["S3Object"]
         bucket = request["OutputConfig"]["S3Bucket"]
         settings = self.settings
         config = request["OperationsConfig"].get("DetectModerationLabels", {})
         command = [
-            settings.python,
-            "-m",
-            "pipeline.run",
             f"--manifest=s3://{manifest['Bucket']}/{manifest['Name']}",
             f"--output=s3://{bucket}/{output_prefix(job)}",
             f"--min_confidence={config.get('MinConfidence', 50.0)}",
@@ -139,8 +171,7 @@ class JobRunner:
             command += [f"--adapter={adapter.adapter_uri}", f"--project_version={adapter.arn}"]
         if request.get("KmsKeyId"):
             command.append(f"--output_kms_key_id={request['KmsKeyId']}")
-        command += s3_flags(settings.s3)
-        return command + list(settings.pipeline_args)
+        return command
 
     def _adapter(self, job: JobRecord) -> ResolvedAdapter | None:
         """The adapter the job asks for (``ProjectVersion``), or None if it asks for none.
@@ -169,6 +200,9 @@ class JobRunner:
         problem = self._adapter_problem(job)
         if problem:
             self.registry.mark_failed(job.job_id, problem.code, problem.message)
+            return
+        if self._dataflow is not None:
+            self._run_on_dataflow(job)
             return
         try:
             process = subprocess.Popen(
@@ -199,19 +233,51 @@ class JobRunner:
             with self._lock:
                 self._processes.pop(job.job_id, None)
 
-    def _record_outcome(self, job: JobRecord, returncode: int, last_lines: list[str]) -> None:
+    def _run_on_dataflow(self, job: JobRecord) -> None:
+        name = dataflow_job_name(job.job_id)
+        try:
+            dataflow_id = self._dataflow.launch(name, self.template_parameters(job))
+        except DataflowError as exc:
+            self.registry.mark_failed(
+                job.job_id, "INTERNAL_ERROR", f"Dataflow did not launch the job: {exc}"
+            )
+            return
+        _LOGGER.info("Job %s runs on Dataflow as %s (%s)", job.job_id, dataflow_id, name)
+        self.registry.mark_in_progress(job.job_id)
+        try:
+            state = self._dataflow.wait(dataflow_id).get("currentState")
+        except DataflowError as exc:
+            self.registry.mark_failed(job.job_id, "INTERNAL_ERROR", str(exc))
+            return
+        if state == SUCCEEDED_STATE:
+            self._mark_succeeded(job)
+            return
+        try:
+            errors = [m for m in self._dataflow.error_messages(dataflow_id) if m]
+        except DataflowError:
+            errors = []
+        reason = f"Dataflow job {dataflow_id} ended in {state}."
+        if errors:
+            reason += f" {errors[-1]}"
+        _LOGGER.warning("Job %s failed: %s", job.job_id, reason)
+        self.registry.mark_failed(job.job_id, "INTERNAL_ERROR", reason)
+
+    def _mark_succeeded(self, job: JobRecord) -> None:
         from model.moderation_model import moderation_model_version
 
+        prefix = output_prefix(job)
+        self.registry.mark_succeeded(
+            job.job_id,
+            results_key=f"{prefix}/{RESULTS_FILE}",
+            summary_key=f"{prefix}/{SUMMARY_FILE}",
+            model_version=moderation_model_version(
+                self.settings.components, self.settings.backbone
+            ),
+        )
+
+    def _record_outcome(self, job: JobRecord, returncode: int, last_lines: list[str]) -> None:
         if returncode == 0:
-            prefix = output_prefix(job)
-            self.registry.mark_succeeded(
-                job.job_id,
-                results_key=f"{prefix}/{RESULTS_FILE}",
-                summary_key=f"{prefix}/{SUMMARY_FILE}",
-                model_version=moderation_model_version(
-                    self.settings.components, self.settings.backbone
-                ),
-            )
+            self._mark_succeeded(job)
             return
         message = crash_reason("The job's process", returncode, last_lines)
         _LOGGER.warning("Job %s failed: %s", job.job_id, message)

@@ -180,3 +180,55 @@ def test_portable_runner_with_two_external_workers_matches_direct_runner(
         if "Starting worker" in line
     ]
     assert [f'worker_id="worker_{i}"' in line for i, line in enumerate(started)] == [True] * WORKERS
+
+
+def test_the_api_server_submits_jobs_to_a_portable_job_endpoint(
+    tmp_path, s3, moto_server, sample_photos, portable_services, monkeypatch
+):
+    """``pipeline.server --submit_to=portable``: StartMediaAnalysisJob from boto3 runs the job on
+    the job service's workers and ends SUCCEEDED with its outputs in S3."""
+    from tests.conftest import API_KEY_ID, API_SECRET, rekognition_client, start_api_server
+
+    monkeypatch.setenv("BEAM_MODERATION_ACCESS_KEYS", f"{API_KEY_ID}:{API_SECRET}")
+    for bucket in ("in-bucket", "out-bucket"):
+        s3.create_bucket(Bucket=bucket)
+    with open(sample_photos["coffee.jpg"], "rb") as f:
+        s3.put_object(Bucket="in-bucket", Key="images/coffee.jpg", Body=f.read())
+    line = json.dumps({"source-ref": "s3://in-bucket/images/coffee.jpg"}) + "\n"
+    s3.put_object(Bucket="in-bucket", Key="manifests/batch.jsonl", Body=line * 3)
+    httpd, endpoint = start_api_server(
+        [
+            f"--registry={tmp_path / 'jobs.sqlite'}",
+            "--allowed_locations=in-bucket,out-bucket",
+            "--components=open_nsfw",
+            "--backbone=none",
+            f"--s3_endpoint_url={moto_server}",
+            "--s3_region_name=us-east-1",
+            f"--kms_endpoint_url={moto_server}",
+            "--submit_to=portable",
+            f"--job_endpoint={portable_services['job_endpoint']}",
+            "--job_args=--environment_type=EXTERNAL "
+            f"--environment_config={portable_services['worker_pool']} "
+            f"--sdk_worker_parallelism={WORKERS}",
+        ]
+    )
+    try:
+        client = rekognition_client(endpoint)
+        job_id = client.start_media_analysis_job(
+            OperationsConfig={"DetectModerationLabels": {"MinConfidence": 50}},
+            Input={"S3Object": {"Bucket": "in-bucket", "Name": "manifests/batch.jsonl"}},
+            OutputConfig={"S3Bucket": "out-bucket", "S3KeyPrefix": "results"},
+        )["JobId"]
+        deadline = time.monotonic() + 300
+        while (job := client.get_media_analysis_job(JobId=job_id))["Status"] not in (
+            "SUCCEEDED",
+            "FAILED",
+        ):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.5)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert job["Status"] == "SUCCEEDED", job.get("FailureDetails")
+    results = s3.get_object(Bucket="out-bucket", Key=job["Results"]["S3Object"]["Name"])
+    assert len(results["Body"].read().splitlines()) == 3

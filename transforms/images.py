@@ -211,9 +211,11 @@ def _reduced(image: Image.Image, max_side: int) -> Image.Image:
 
 def _upright(image: Image.Image) -> Image.Image:
     try:
-        return ImageOps.exif_transpose(image)
+        # In place: without an orientation to undo, a copy would cost a bitmap for nothing.
+        ImageOps.exif_transpose(image, in_place=True)
     except Exception:  # a broken EXIF block should not cost the image
-        return image
+        pass
+    return image
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -248,6 +250,7 @@ class _FetchAndDecode(beam.DoFn):
         self._bytes = Metrics.distribution("images", "decoded_image_bytes")
 
     def setup(self):
+        self._s3_settings.ensure_filesystems()
         self._heap = HeapTrimmer()
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="load-image")
         self._s3_client = None

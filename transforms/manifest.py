@@ -22,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.records import ErrorCode, ManifestError, ManifestLine
+from transforms.storage import S3Settings
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -70,9 +71,13 @@ def read_manifest_lines(
 
 
 class _ReadManifestFile(beam.DoFn):
-    def __init__(self, max_line_bytes: int):
+    def __init__(self, max_line_bytes: int, s3: S3Settings | None):
         self._max_line_bytes = max_line_bytes
+        self._s3 = s3 or S3Settings()
         self._lines = Metrics.counter("manifest", "num_manifest_lines")
+
+    def setup(self):
+        self._s3.ensure_filesystems()
 
     def process(self, path: str) -> Iterable[tuple[int, bytes | None]]:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
@@ -88,18 +93,30 @@ class ReadManifest(beam.PTransform):
     the lines over workers instead of fusing the whole job into the reading step.
     """
 
-    def __init__(self, path: str, max_line_bytes: int = MAX_LINE_BYTES):
+    def __init__(
+        self,
+        path: str,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        *,
+        spread: bool = True,
+        s3: S3Settings | None = None,
+    ):
+        """``spread=False`` leaves the reshuffle to the caller (who may count the lines before
+        it, so that the count is known before the lines are processed). ``s3``: the settings
+        that ``s3://`` manifests are read with where the worker has none."""
         super().__init__()
         self._path = path
         self._max_line_bytes = max_line_bytes
+        self._spread = spread
+        self._s3 = s3
 
     def expand(self, pbegin):
-        return (
+        lines = (
             pbegin
             | "ManifestPath" >> beam.Create([self._path])
-            | "ReadLines" >> beam.ParDo(_ReadManifestFile(self._max_line_bytes))
-            | "SpreadLines" >> beam.Reshuffle()
+            | "ReadLines" >> beam.ParDo(_ReadManifestFile(self._max_line_bytes, self._s3))
         )
+        return lines | "SpreadLines" >> beam.Reshuffle() if self._spread else lines
 
 
 def _json_type(value) -> str:

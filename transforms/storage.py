@@ -44,6 +44,29 @@ class S3Settings(NamedTuple):
             disable_ssl=bool(s3.s3_disable_ssl),
         )
 
+    def pipeline_options(self) -> PipelineOptions:
+        """Beam's ``--s3_*`` options with these settings."""
+        flags = {
+            "s3_endpoint_url": self.endpoint_url,
+            "s3_access_key_id": self.access_key_id,
+            "s3_secret_access_key": self.secret_access_key,
+            "s3_session_token": self.session_token,
+            "s3_region_name": self.region_name,
+            "s3_verify": self.verify,
+            "s3_disable_ssl": self.disable_ssl or None,
+        }
+        return PipelineOptions([], **{k: v for k, v in flags.items() if v is not None})
+
+    def ensure_filesystems(self) -> None:
+        """Gives Beam's FileSystems these settings if the worker has set none.
+
+        A worker that Beam's boot program starts (Dataflow, a cluster's SDK container) sets
+        FileSystems' options from the pipeline's; one that ``worker_pool_main`` starts by itself
+        does not, and ``s3://`` paths then fail with "Must provide one of client or options".
+        """
+        if getattr(FileSystems, "_pipeline_options", None) is None:
+            FileSystems.set_options(self.pipeline_options())
+
     def client(self, max_pool_connections: int = 10):
         """A boto3 S3 client with these settings; thread-safe, so one serves many threads."""
         import boto3
@@ -116,6 +139,11 @@ class OutputStore:
             "_kms_key_id": self._kms_key_id,
             "_s3fs": None,
         }
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # Unpickled on a worker: its FileSystems read the temporary parts this store writes.
+        self._s3_settings.ensure_filesystems()
 
     @property
     def s3(self):
