@@ -643,9 +643,20 @@ def test_readme_tool_commands_use_known_flags():
         assert not unknown, f"{command}: {sorted(unknown)}"
 
 
+def _server_flags() -> set[str]:
+    from pipeline.server import _parser
+
+    return {
+        option[2:]
+        for action in _parser()._actions
+        for option in action.option_strings
+        if option.startswith("--")
+    }
+
+
 def test_readme_prose_flags_exist():
     inline = re.findall(r"`--([a-z][a-z0-9_-]*)[=`\s]", _readme_section())
-    known = _beam_options() | set(_flags()) | set().union(*TOOL_FLAGS.values())
+    known = _beam_options() | set(_flags()) | _server_flags() | set().union(*TOOL_FLAGS.values())
     assert inline and not set(inline) - known, sorted(set(inline) - known)
 
 
