@@ -9,7 +9,7 @@ built and staged as the README says (``gcloud dataflow flex-template build``).
 
 Credentials: the bearer token comes from ``$BEAM_MODERATION_DATAFLOW_TOKEN`` when set (a token
 minted elsewhere, e.g. ``gcloud auth print-access-token``), else from Google's Application
-Default Credentials (``pip install google-auth``).
+Default Credentials (google-auth, which the ``gcp`` extra installs: ``pip install '.[gcp]'``).
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ def access_token_provider() -> Callable[[], str]:
         import google.auth.transport.requests
     except ImportError as exc:
         raise DataflowError(
-            "Submitting to Dataflow needs credentials: install google-auth (pip install "
-            f"google-auth) for Application Default Credentials, or set ${TOKEN_VARIABLE}."
+            "Submitting to Dataflow needs credentials: install the gcp extra (pip install "
+            "'.[gcp]', which brings google-auth) for Application Default Credentials, or set "
+            f"${TOKEN_VARIABLE}."
         ) from exc
     credentials, _project = google.auth.default(scopes=[_SCOPE])
     lock = threading.Lock()
