@@ -86,25 +86,23 @@ class RecentResults:
     ) -> tuple[list, int]:
         """Each image's result, and how many images were not computed (repeats)."""
         digests = [image_digest(image) for image in images]
-        known = {d: self._results[d] for d in digests if d in self._results}
         todo: dict[bytes, int] = {}
         for index, digest in enumerate(digests):
-            if digest not in known and digest not in todo:
+            if digest not in self._results and digest not in todo:
                 todo[digest] = index
-        fresh = compute([images[i] for i in todo.values()]) if todo else []
-        known.update(zip(todo, fresh, strict=True))
-        for digest in digests:  # refresh the ones seen again, add the new ones
-            self._results[digest] = known[digest]
+        fresh = dict(zip(todo, compute([images[i] for i in todo.values()]) if todo else []))
+        results = []
+        for digest in digests:
+            if digest in fresh and digest not in self._results:
+                # The first line of a new image gets the result itself; the kept copy stays
+                # untouched whatever is done downstream with the line's result.
+                results.append(fresh[digest])
+                self._results[digest] = copy.deepcopy(fresh[digest])
+            else:
+                results.append(copy.deepcopy(self._results[digest]))
             self._results.move_to_end(digest)
         while len(self._results) > self._capacity:
             self._results.popitem(last=False)
-        # A repeat gets its own copy: a result must not be shared between two lines.
-        seen: set[bytes] = set()
-        results = []
-        for digest in digests:
-            result = known[digest]
-            results.append(result if digest not in seen else copy.deepcopy(result))
-            seen.add(digest)
         return results, len(images) - len(todo)
 
 

@@ -59,6 +59,8 @@ def test_each_line_gets_its_own_copy_of_a_repeated_result():
     results, _ = recent.results([_image(1), _image(1)], _Counting())
     results[0]["labels"].append("changed downstream")
     assert results[1]["labels"] == []
+    later, _ = recent.results([_image(1)], _Counting())
+    assert later[0]["labels"] == []
 
 
 def test_the_least_recently_used_results_are_forgotten_first():
