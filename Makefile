@@ -28,4 +28,4 @@ bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check pipeline transforms model service templates bench tests
+	$(BIN)/ruff check storage model transforms pipeline training scheduler service templates bench tests

@@ -13,8 +13,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    # Every top-level package is listed so that remote workers receive them all.
-    packages=["pipeline", "transforms", "model", "service"],
+    # Every top-level package is listed so that remote workers receive them all. In the order
+    # data flows: storage, model, transforms, pipeline run on workers; the rest sit on top.
+    packages=["storage", "model", "transforms", "pipeline", "training", "scheduler", "service"],
     # The trained content-types head travels with the code (a few tens of KB).
     package_data={"model": ["content_types_head.npz", "content_types_head.json"]},
     install_requires=[
@@ -42,7 +43,7 @@ setup(
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
         # Sample photos for the demo and tests (public domain / CC0).
         "demo": ["scikit-image>=0.24"],
-        # What python -m model.train_content_types reads: emoji drawings (CC-BY-SA-4.0) rendered
+        # What python -m training.train_content_types reads: emoji drawings (CC-BY-SA-4.0) rendered
         # with resvg, and sample photos. The game sprites come from the arcade wheel, fetched
         # by the recipe itself (installing arcade would pin an older Pillow).
         "train": [

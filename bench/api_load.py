@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import boto3
 
     from bench.run import _start_s3_server
-    from pipeline.server import build_server
+    from service.server import build_server
 
     workdir = os.path.abspath(args.workdir)
     os.makedirs(workdir, exist_ok=True)

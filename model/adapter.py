@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from model.confidence import DEFAULT_MIN_CONFIDENCE
 from model.label_map import label_confidences
 from model.taxonomy import TAXONOMY, TaxonomyLabel, label
 
 if TYPE_CHECKING:
-    from model.moderation_model import ImageAnalysis
-    from transforms.storage import OutputStore, S3Settings
+    from model.analysis import ImageAnalysis
+    from storage.outputs import OutputStore
+    from storage.settings import S3Settings
 
 __all__ = [
     "ADAPTER_FILE",
@@ -56,7 +58,7 @@ class AdapterSpec:
     embedding_size: int
     base_model_version: str
     backbone_version: str
-    confidence_threshold: float = 50.0
+    confidence_threshold: float = DEFAULT_MIN_CONFIDENCE
     project_version_arn: str | None = None
     training: Mapping[str, Any] = field(default_factory=dict)
 
@@ -102,7 +104,7 @@ class AdapterSpec:
             embedding_size=int(document["EmbeddingSize"]),
             base_model_version=document["BaseModelVersion"],
             backbone_version=document["BackboneVersion"],
-            confidence_threshold=float(document.get("ConfidenceThreshold", 50.0)),
+            confidence_threshold=float(document.get("ConfidenceThreshold", DEFAULT_MIN_CONFIDENCE)),
             project_version_arn=document.get("ProjectVersionArn"),
             training=document.get("Training", {}),
         )
@@ -197,7 +199,7 @@ class Adapter:
 
     def save(self, folder: str, store: OutputStore) -> None:
         """Writes ``adapter.weights.h5`` then ``adapter.json`` into ``folder``."""
-        from transforms.storage import join
+        from storage.outputs import join
 
         with tempfile.TemporaryDirectory(prefix="adapter-") as scratch:
             weights = os.path.join(scratch, WEIGHTS_FILE)
@@ -210,7 +212,7 @@ class Adapter:
     @classmethod
     def load(cls, uri: str, s3: S3Settings | None = None) -> Adapter:
         """The adapter in folder ``uri`` (local, ``s3://`` or ``gs://``)."""
-        from transforms.storage import join
+        from storage.outputs import join
 
         try:
             spec = AdapterSpec.from_json(json.loads(_read(join(uri, ADAPTER_FILE), s3)))
@@ -237,7 +239,7 @@ class Adapter:
 
 def _read(path: str, s3: S3Settings | None) -> bytes:
     if path.startswith("s3://"):
-        from transforms.storage import S3Settings
+        from storage.settings import S3Settings
 
         bucket, _, key = path[len("s3://") :].partition("/")
         client = (s3 or S3Settings()).client()

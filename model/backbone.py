@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from model import efficientnet_lite
-from transforms.storage import S3Settings
+from storage.settings import S3Settings
 
 __all__ = [
     "DEFAULT_BACKBONE",
@@ -113,7 +113,7 @@ def _embedded_weights() -> str:
 
 def _local_copy_of_s3(uri: str, s3: S3Settings | None) -> str:
     """TensorFlow reads gs:// and local paths itself; an s3:// SavedModel is copied locally."""
-    from transforms.storage import OutputStore
+    from storage.outputs import OutputStore
 
     fs = OutputStore(s3).s3
     digest = hashlib.sha256(uri.encode()).hexdigest()[:12]

@@ -3,7 +3,7 @@
 Rekognition's ``ContentTypes`` says whether an image is ``Animated`` (video games, cartoons,
 comics, anime) or ``Illustrated`` (drawings, paintings, sketches); a photo is neither. The head
 is two independent sigmoids on the backbone's embedding, ``sigmoid(x @ weights + bias)``,
-trained by ``python -m model.train_content_types``; it runs in NumPy, without TensorFlow.
+trained by ``python -m training.train_content_types``; it runs in NumPy, without TensorFlow.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class ContentTypesHead:
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(
                 f"Unable to load the content-types head {os.fspath(path)!r}: {exc}. It must be "
-                "an .npz written by `python -m model.train_content_types`."
+                "an .npz written by `python -m training.train_content_types`."
             ) from exc
 
     def save(self, path: str | os.PathLike) -> None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import collections
-import copy
-import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -15,33 +12,28 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.adapter import Adapter
+from model.analysis import ImageAnalysis
 from model.backbone import DEFAULT_BACKBONE
+from model.confidence import DEFAULT_MIN_CONFIDENCE
 from model.moderation_model import (
-    ImageAnalysis,
     ModerationModel,
     load_moderation_model,
     moderation_model_version,
     resolve_components,
     respond,
 )
-from transforms.storage import S3Settings
+from model.recent import RECENT_IMAGES, RecentResults
+from storage.settings import S3Settings
 
 __all__ = [
-    "RECENT_IMAGES",
     "AdapterInput",
     "AdapterModelHandler",
     "ModerationModelHandler",
-    "RecentResults",
-    "image_digest",
     "inference_threads",
+    "usable_cores",
 ]
 
 _LOGGER = logging.getLogger(__name__)
-
-# Distinct images whose results each worker keeps, so that a repeated image (the same pixels,
-# whatever its source-ref) is analysed once. Responses are a few hundred bytes, analyses about
-# 5 KB (the embedding): some megabytes per worker at most.
-RECENT_IMAGES = 1024
 
 
 def usable_cores() -> int:
@@ -62,50 +54,6 @@ def inference_threads(requested: int | None, processes_per_machine: int | None) 
     return max(1, usable_cores() // processes)
 
 
-def image_digest(image: np.ndarray) -> bytes:
-    """Identifies an image by its decoded pixels (and shape): equal digests, equal results."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr((image.shape, image.dtype.str)).encode())
-    digest.update(np.ascontiguousarray(image).data)
-    return digest.digest()
-
-
-class RecentResults:
-    """The results of the last ``capacity`` distinct images, by digest (least recently used
-    go first); ``compute`` runs only on the images of a batch that are not among them."""
-
-    def __init__(self, capacity: int = RECENT_IMAGES):
-        self._capacity = capacity
-        self._results: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._results)
-
-    def results(
-        self, images: Sequence[np.ndarray], compute: Callable[[list[np.ndarray]], list]
-    ) -> tuple[list, int]:
-        """Each image's result, and how many images were not computed (repeats)."""
-        digests = [image_digest(image) for image in images]
-        todo: dict[bytes, int] = {}
-        for index, digest in enumerate(digests):
-            if digest not in self._results and digest not in todo:
-                todo[digest] = index
-        fresh = dict(zip(todo, compute([images[i] for i in todo.values()]) if todo else []))
-        results = []
-        for digest in digests:
-            if digest in fresh and digest not in self._results:
-                # The first line of a new image gets the result itself; the kept copy stays
-                # untouched whatever is done downstream with the line's result.
-                results.append(fresh[digest])
-                self._results[digest] = copy.deepcopy(fresh[digest])
-            else:
-                results.append(copy.deepcopy(self._results[digest]))
-            self._results.move_to_end(digest)
-        while len(self._results) > self._capacity:
-            self._results.popitem(last=False)
-        return results, len(images) - len(todo)
-
-
 class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, ModerationModel]):
     """Decoded RGB images (HxWx3 uint8, any size) in, DetectModerationLabels responses out.
 
@@ -118,7 +66,7 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         components: str = "auto",
         backbone: str | None = None,
         s3: S3Settings | None = None,
-        min_confidence: float = 50.0,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         intra_op_threads: int | None = None,
         min_batch_size: int | None = None,
         max_batch_size: int | None = None,
@@ -247,7 +195,7 @@ class AdapterModelHandler(ModelHandler[AdapterInput, PredictionResult, Adapter])
         uri: str,
         *,
         s3: S3Settings | None = None,
-        min_confidence: float = 50.0,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         project_version: str | None = None,
     ):
         """``project_version``: the ARN responses echo (default: the one the adapter records)."""

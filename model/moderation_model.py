@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model import __version__
+from model.analysis import ImageAnalysis
 from model.backbone import DEFAULT_BACKBONE, NO_BACKBONE, Backbone, imagenet_class_names
 from model.components import (
     ModerationComponent,
@@ -22,6 +22,7 @@ from model.components import (
     OpenNsfwClassifier,
     nudenet_available,
 )
+from model.confidence import DEFAULT_MIN_CONFIDENCE
 from model.content_types import ContentTypesHead, content_types
 from model.label_map import LABEL_RULES, label_evidence, labels_from_evidence
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMPONENT_CHOICES",
-    "ImageAnalysis",
     "ModerationModel",
     "load_moderation_model",
     "model_version",
@@ -56,16 +56,6 @@ _IMAGENET_SIGNALS = tuple(
     for index, name in enumerate(imagenet_class_names())
     if any(rule.signal == f"imagenet/{name}" for rule in LABEL_RULES)
 )
-
-
-@dataclass
-class ImageAnalysis:
-    """The base model's view of one image: component signals ("<component>/<output>" -> score
-    in [0, 1]), content-type probabilities, and the backbone's embedding (None without one)."""
-
-    signals: dict[str, float]
-    content_types: dict[str, float]
-    embedding: np.ndarray | None
 
 
 class ModerationModel:
@@ -118,7 +108,7 @@ class ModerationModel:
     def respond(
         self,
         analyses: Sequence[ImageAnalysis],
-        min_confidence: float = 50.0,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         adapter: Adapter | None = None,
     ) -> list[dict[str, object]]:
         """One DetectModerationLabels response per analysis, through ``adapter`` if one is given
@@ -128,7 +118,7 @@ class ModerationModel:
     def predict(
         self,
         images: Sequence[np.ndarray],
-        min_confidence: float = 50.0,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         adapter: Adapter | None = None,
     ) -> list[dict[str, object]]:
         return self.respond(self.analyse(images), min_confidence, adapter)
@@ -137,7 +127,7 @@ class ModerationModel:
 def respond(
     analyses: Sequence[ImageAnalysis],
     version: str,
-    min_confidence: float = 50.0,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     adapter: Adapter | None = None,
 ) -> list[dict[str, object]]:
     """DetectModerationLabels responses for base-model analyses, optionally adapted."""

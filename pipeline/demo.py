@@ -11,7 +11,8 @@ import json
 import os
 import sys
 
-from pipeline.run import configure_logging, report, run
+from pipeline.logs import configure_logging
+from pipeline.run import report, run
 
 __all__ = ["write_demo_manifest", "main"]
 

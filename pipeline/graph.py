@@ -14,11 +14,12 @@ from pipeline.options import (
     source_schemes,
     worker_processes_per_machine,
 )
+from storage.outputs import OutputStore, join
+from storage.settings import S3Settings
 from transforms.images import LoadImages
 from transforms.manifest import ReadManifest, ValidateManifestLine
 from transforms.moderation import ModerateImages, ReportProgress
 from transforms.output import BuildSummary, PublishOutputs, WriteResults
-from transforms.storage import OutputStore, S3Settings, join
 
 __all__ = ["adapter_handlers", "default_model_handler", "build_pipeline"]
 

@@ -13,6 +13,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from model.backbone import DEFAULT_BACKBONE, NO_BACKBONE
+from model.confidence import add_confidence_argument, check_confidence
 from model.moderation_model import COMPONENT_CHOICES
 from transforms.manifest import SUPPORTED_SCHEMES
 
@@ -38,12 +39,7 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         help="KMS key (id, ARN or alias) that encrypts the outputs written to s3:// (SSE-KMS). "
         "Default: none (the bucket's own default encryption applies).",
     )
-    parser.add_argument(
-        "--min_confidence",
-        type=float,
-        default=50.0,
-        help="Only labels with at least this confidence (0-100) are returned. Default: 50.",
-    )
+    add_confidence_argument(parser)
     parser.add_argument(
         "--components",
         default="auto",
@@ -63,7 +59,7 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         "--adapter",
         default=None,
         help="Adapter (Custom Moderation) to apply after the base model: the folder (local, "
-        "s3:// or gs://) holding adapter.json and adapter.weights.h5, as model.train_adapter "
+        "s3:// or gs://) holding adapter.json and adapter.weights.h5, as training.train_adapter "
         "writes it. Needs the default or a custom backbone (not 'none'). Default: none.",
     )
     parser.add_argument(
@@ -160,10 +156,7 @@ def validate_options(options: ModerationOptions) -> None:
         raise ValueError("--output is required: where results.jsonl and manifest-summary.json go")
     if options.output_kms_key_id and not options.output.startswith("s3://"):
         raise ValueError("--output_kms_key_id applies to s3:// outputs only")
-    if not 0.0 <= options.min_confidence <= 100.0:
-        raise ValueError(
-            f"--min_confidence must be between 0 and 100, not {options.min_confidence}"
-        )
+    check_confidence(options.min_confidence)
     if options.components not in COMPONENT_CHOICES:
         raise ValueError(
             f"--components must be one of {', '.join(COMPONENT_CHOICES)}, "

@@ -13,32 +13,15 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.graph import build_pipeline
+from pipeline.logs import configure_logging
 from pipeline.options import ModerationOptions, moderation_parser, validate_options
+from storage.outputs import join
+from storage.settings import S3Settings
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
-from transforms.storage import S3Settings, join
 
-__all__ = ["configure_logging", "main", "report", "run"]
+__all__ = ["main", "report", "run"]
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class _DropKnownNoise(logging.Filter):
-    """Beam warns that memory cannot be measured when torch is missing; it is not our concern."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Resource module is not available")
-
-
-def configure_logging() -> None:
-    logging.getLogger().addFilter(_DropKnownNoise())
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    for name in ("pipeline", "transforms", "model"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.INFO)
-        if not logger.handlers:
-            logger.addHandler(handler)
-        logger.propagate = False
 
 
 def _check_locations(options: ModerationOptions, s3: S3Settings) -> None:

@@ -1,7 +1,7 @@
 """The Rekognition API over AWS JSON 1.1: authenticate, validate, dispatch, answer.
 
 ``RekognitionApi.handle`` takes a request as it arrived (method, path, query, headers, body) and
-returns ``(status, headers, body)``; the HTTP server around it (``pipeline.server``) only moves
+returns ``(status, headers, body)``; the HTTP server around it (``service.server``) only moves
 bytes. Every error is answered the way Rekognition answers it, with its ``__type``.
 
 Operations: bulk analysis jobs (Start/Get/ListMediaAnalysisJobs), one image
@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from model.confidence import DEFAULT_MIN_CONFIDENCE
 from service.auth import AccessKeys, verify_sigv4
 from service.jobs import JobRunner
 from service.preflight import is_allowed
@@ -292,7 +293,7 @@ class RekognitionApi:
                 raise _error("ImageTooLargeException", exc.message) from None
             raise _error("InvalidParameterException", exc.message) from None
         model = self._shared_model()
-        min_confidence = params.get("MinConfidence", 50.0)
+        min_confidence = params.get("MinConfidence", DEFAULT_MIN_CONFIDENCE)
         # An expired adapter is ignored, as Rekognition ignores one: the base model answers alone
         # and the response names no ProjectVersion.
         adapter = self._loaded_adapter(resolved) if resolved and not resolved.expired else None

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from model.confidence import DEFAULT_MIN_CONFIDENCE
 from service.dataflow import (
     SUCCEEDED_STATE,
     DataflowClient,
@@ -32,9 +33,10 @@ from service.dataflow import (
 from service.preflight import DEFAULT_MAX_MANIFEST_BYTES, PreflightProblem, check_job_resources
 from service.projects import AdapterNotReady, ProjectRegistry, ResolvedAdapter, VersionNotFound
 from service.registry import JobRecord, JobRegistry
-from service.workers import crash_reason, die_with_parent, s3_flags, worker_environment
+from service.workers import crash_reason, die_with_parent
+from storage.environment import s3_flags, worker_environment
+from storage.settings import S3Settings
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
-from transforms.storage import S3Settings
 
 __all__ = ["JobRunner", "JobSettings", "output_prefix"]
 
@@ -149,7 +151,7 @@ class JobRunner:
         command = [
             f"--manifest=s3://{manifest['Bucket']}/{manifest['Name']}",
             f"--output=s3://{bucket}/{output_prefix(job)}",
-            f"--min_confidence={config.get('MinConfidence', 50.0)}",
+            f"--min_confidence={config.get('MinConfidence', DEFAULT_MIN_CONFIDENCE)}",
             f"--components={settings.components}",
             "--progress_interval_secs=30",
             # Through the API, images come from S3 only (never the server's own disk), and only

@@ -1,4 +1,4 @@
-"""Trains adapter versions: one ``python -m model.train_adapter`` process per version, watched.
+"""Trains adapter versions: one ``python -m training.train_adapter`` process per version, watched.
 
 Like a job (``service.jobs``), a training runs in a process of its own that dies with the
 server, with S3 credentials in its environment. It reports through a result file: JSON with
@@ -29,7 +29,8 @@ from service.projects import (
     VersionRecord,
     output_uri,
 )
-from service.workers import crash_reason, die_with_parent, s3_flags, worker_environment
+from service.workers import crash_reason, die_with_parent
+from storage.environment import s3_flags, worker_environment
 
 __all__ = ["RESTART_MESSAGE", "TrainingRunner"]
 
@@ -101,7 +102,7 @@ class TrainingRunner:
     def command(self, version: VersionRecord, result_file: str) -> list[str]:
         request = version.request
         settings = self.settings
-        command = [settings.python, "-m", "model.train_adapter"]
+        command = [settings.python, "-m", "training.train_adapter"]
         command += [f"--training_manifest={uri}" for uri in _manifests(request["TrainingData"])]
         testing = request["TestingData"]
         if testing.get("AutoCreate"):

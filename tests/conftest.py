@@ -102,13 +102,13 @@ def rekognition_client(endpoint: str, key_id: str = API_KEY_ID, secret: str = AP
 
 
 def start_api_server(argv: list[str]):
-    """``python -m pipeline.server`` with these flags, serving in a thread: ``(server, URL)``.
+    """``python -m service.server`` with these flags, serving in a thread: ``(server, URL)``.
 
     Close it with ``server.shutdown(); server.server_close()``.
     """
     import threading
 
-    from pipeline.server import build_server
+    from service.server import build_server
 
     httpd = build_server(["--port=0", *argv])
     threading.Thread(target=httpd.serve_forever, daemon=True).start()

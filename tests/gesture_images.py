@@ -10,7 +10,7 @@ import unicodedata
 import numpy as np
 from PIL import Image
 
-from model.content_types_data import emoji_scene, photo, photo_sources
+from training.content_types_data import emoji_scene, photo, photo_sources
 
 HAND_GESTURES = "Hand Gestures"  # the adapter's own label, under "Rude Gestures"
 PARENT = "Rude Gestures"

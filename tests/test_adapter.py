@@ -11,10 +11,11 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from model.adapter import ADAPTER_FILE, WEIGHTS_FILE, Adapter
-from model.evaluate import GROUND_TRUTH_KEY
 from model.label_map import labels_from_evidence
 from model.taxonomy import TaxonomyLabel, ancestors, custom_label
-from model.train_adapter import (
+from tests.gesture_images import HAND_GESTURES, PARENT, gesture_dataset
+from training.evaluate import GROUND_TRUTH_KEY
+from training.train_adapter import (
     MIN_FALSE_NEGATIVES,
     MIN_FALSE_POSITIVES,
     TrainingProblem,
@@ -26,7 +27,6 @@ from model.train_adapter import (
     read_examples,
     train,
 )
-from tests.gesture_images import HAND_GESTURES, PARENT, gesture_dataset
 
 # --- Custom labels in the taxonomy ---------------------------------------------------------
 

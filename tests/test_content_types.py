@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from model import content_types_data as data
 from model.content_types import (
     CONTENT_TYPE_NAMES,
     DEFAULT_HEAD_PATH,
     ContentTypesHead,
     content_types,
 )
+from training import content_types_data as data
 
 METADATA_PATH = DEFAULT_HEAD_PATH.with_suffix(".json")
 
@@ -162,7 +162,7 @@ def test_unknown_split_is_refused():
 @pytest.mark.slow
 def test_held_out_accuracy_meets_the_recorded_floor(metadata, recipe_plan):
     from model.backbone import Backbone
-    from model.train_content_types import embed_split, evaluate
+    from training.train_content_types import embed_split, evaluate
 
     recorded = metadata["recipe"]["counts"]
     assert recorded == data.counts(recipe_plan)

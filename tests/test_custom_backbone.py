@@ -83,7 +83,7 @@ def test_a_folder_that_is_not_a_model_fails_with_what_to_check(tmp_path):
 
 def test_a_savedmodel_in_s3(tmp_path, s3, moto_server, monkeypatch):
     from model.backbone import Backbone, imagenet_class_names
-    from transforms.storage import S3Settings
+    from storage.settings import S3Settings
 
     monkeypatch.setenv("BEAM_MODERATION_CACHE", str(tmp_path / "cache"))
     local = _keras_classifier_1001(str(tmp_path))

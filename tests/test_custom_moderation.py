@@ -98,12 +98,12 @@ def _run_job(client, s3, manifest_key: str, **config) -> list[dict]:
 
 
 def _verify(moto_server, results_key: str, verifications_key: str, output_key: str) -> dict:
-    """``python -m model.verification`` over S3, as a reviewer's script would run it."""
+    """``python -m training.verification`` over S3, as a reviewer's script would run it."""
     done = subprocess.run(
         [
             sys.executable,
             "-m",
-            "model.verification",
+            "training.verification",
             f"--results=s3://{IMAGES}/{results_key}",
             f"--verifications=s3://{IMAGES}/{verifications_key}",
             f"--output=s3://{IMAGES}/{output_key}",

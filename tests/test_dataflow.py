@@ -11,12 +11,12 @@ import json
 
 import pytest
 
-from pipeline.server import _dataflow_settings, _parser, _runner_flags
 from service.dataflow import DataflowClient, DataflowError, DataflowSettings, dataflow_job_name
 from service.jobs import JobRunner, JobSettings
 from service.registry import JobRegistry
+from service.server import _dataflow_settings, _parser, _runner_flags
+from storage.settings import S3Settings
 from tests.fake_dataflow import FakeDataflow
-from transforms.storage import S3Settings
 
 TOKEN = "ya29.test-token"
 

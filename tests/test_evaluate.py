@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from model.evaluate import (
+from tests.conftest import s3_args
+from training.evaluate import (
     Evaluation,
     GroundTruthLine,
     LabelCounts,
@@ -20,7 +21,6 @@ from model.evaluate import (
     parse_ground_truth_line,
     read_ground_truth,
 )
-from tests.conftest import s3_args
 from transforms.images import ImageProblem
 from transforms.records import ErrorCode
 
@@ -450,7 +450,7 @@ def test_s3_manifest_and_images_through_beams_s3_flags(
         loaded.append((components, backbone, s3.endpoint_url))
         return FakeModel()
 
-    monkeypatch.setattr("model.evaluate._load_model", load_model)
+    monkeypatch.setattr("training.evaluate._load_model", load_model)
     argv = ["--manifest", "s3://truth/set/gt.jsonl", "--format", "json", *s3_args(moto_server)]
     assert main([*argv, "--components", "open_nsfw", "--backbone", "/models/b"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -11,7 +11,7 @@ import pytest
 
 from service.jobs import JobRunner, JobSettings, output_prefix
 from service.registry import JobRegistry
-from transforms.storage import S3Settings
+from storage.settings import S3Settings
 
 pytestmark = pytest.mark.slow
 

@@ -8,6 +8,7 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from storage.outputs import OutputStore
 from transforms.output import (
     RESULTS_FILE,
     SUMMARY_FILE,
@@ -16,7 +17,6 @@ from transforms.output import (
     result_line,
 )
 from transforms.records import ErrorCode, ManifestError, ManifestLine
-from transforms.storage import OutputStore
 
 RESPONSE = {
     "ModerationLabels": [

@@ -469,8 +469,8 @@ def test_content_types_reach_the_results(tmp_path):
     """Game art and emoji through the whole job: ContentTypes as the model gives them."""
     import itertools
 
-    from model import content_types_data as recipe
     from model.moderation_model import load_moderation_model
+    from training import content_types_data as recipe
     from transforms.images import decode_image
 
     examples = list(

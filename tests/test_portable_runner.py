@@ -185,7 +185,7 @@ def test_portable_runner_with_two_external_workers_matches_direct_runner(
 def test_the_api_server_submits_jobs_to_a_portable_job_endpoint(
     tmp_path, s3, moto_server, sample_photos, portable_services, monkeypatch
 ):
-    """``pipeline.server --submit_to=portable``: StartMediaAnalysisJob from boto3 runs the job on
+    """``service.server --submit_to=portable``: StartMediaAnalysisJob from boto3 runs the job on
     the job service's workers and ends SUCCEEDED with its outputs in S3."""
     from tests.conftest import API_KEY_ID, API_SECRET, rekognition_client, start_api_server
 

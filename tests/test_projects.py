@@ -539,8 +539,8 @@ def test_the_aws_cli_lists_adapter_projects(server):
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    importlib.util.find_spec("model.train_adapter") is None,
-    reason="model.train_adapter is not written yet",
+    importlib.util.find_spec("training.train_adapter") is None,
+    reason="training.train_adapter is not written yet",
 )
 def test_a_missing_training_manifest_fails_the_training(server, tmp_path, moto_server):
     # Adapters read the backbone's embedding: this server runs the default backbone.
@@ -575,7 +575,8 @@ def test_a_trained_adapter_answers_for_images_and_jobs(tmp_path, s3, moto_server
 
     from model.adapter import Adapter, AdapterSpec, build_adapter_model
     from model.efficientnet_lite import EMBEDDING_SIZE
-    from transforms.storage import OutputStore, S3Settings
+    from storage.outputs import OutputStore
+    from storage.settings import S3Settings
 
     s3.create_bucket(Bucket="in-bucket")
     s3.create_bucket(Bucket="out-bucket")

@@ -1,4 +1,4 @@
-"""Scheduled batch runs (``python -m pipeline.schedule``) against a moto S3 server over HTTP and
+"""Scheduled batch runs (``python -m scheduler.schedule``) against a moto S3 server over HTTP and
 the real API server: exactly one job per manifest version, through reruns, races and lost state.
 """
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pipeline.schedule import (
+from scheduler.schedule import (
     API_KEY_ID_ENV,
     API_SECRET_ENV,
     ManifestVersion,
@@ -586,7 +586,7 @@ def test_the_command_line_prints_only_the_report_on_stdout(buckets, moto_server,
         [
             sys.executable,
             "-m",
-            "pipeline.schedule",
+            "scheduler.schedule",
             *_local_args(moto_server, tmp_path / "out", "--dry_run", "--format=json"),
         ],
         capture_output=True,

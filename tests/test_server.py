@@ -215,7 +215,7 @@ def test_a_killed_job_fails_and_a_restarted_server_keeps_the_records(
 ):
     import signal
 
-    from pipeline.server import build_server
+    from service.server import build_server
 
     _put_manifest(s3, sample_photos, lines=2000)
     client = _client(server)
@@ -349,7 +349,7 @@ def test_unknown_operations_and_unsigned_requests(server):
 
 
 def test_request_bodies_have_a_size_limit(server):
-    from pipeline.server import DEFAULT_MAX_BODY_BYTES
+    from service.server import DEFAULT_MAX_BODY_BYTES
 
     big = json.dumps({"Image": {"Bytes": "A" * DEFAULT_MAX_BODY_BYTES}}).encode()
     status, body = _signed_post(server, "RekognitionService.DetectModerationLabels", big)

@@ -644,7 +644,7 @@ def test_readme_tool_commands_use_known_flags():
 
 
 def _server_flags() -> set[str]:
-    from pipeline.server import _parser
+    from service.server import _parser
 
     return {
         option[2:]

@@ -12,13 +12,8 @@ import numpy as np
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 
-from model.handler import (
-    ModerationModelHandler,
-    RecentResults,
-    image_digest,
-    inference_threads,
-    usable_cores,
-)
+from model.handler import ModerationModelHandler, inference_threads, usable_cores
+from model.recent import RecentResults, image_digest
 from pipeline.options import ModerationOptions, worker_processes_per_machine
 
 

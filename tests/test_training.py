@@ -1,6 +1,6 @@
 """The training runner on its own: the trainer's command line, its result file, crashes, restarts.
 
-The trainer here is a small executable standing in for ``python -m model.train_adapter``: it
+The trainer here is a small executable standing in for ``python -m training.train_adapter``: it
 answers by the version's name, as the real one answers by its data, so each outcome the runner
 must record can be produced on demand.
 """
@@ -18,12 +18,12 @@ import pytest
 from service.jobs import JobSettings
 from service.projects import ProjectRegistry
 from service.training import RESTART_MESSAGE, TrainingRunner
-from transforms.storage import S3Settings
+from storage.settings import S3Settings
 
 _TRAINER = textwrap.dedent(
     """\
     #!{python}
-    # Stands in for `python -m model.train_adapter`: answers by the version name in --output.
+    # Stands in for `python -m training.train_adapter`: answers by the version name in --output.
     import json, os, sys
 
     args = dict(arg[2:].split("=", 1) for arg in sys.argv[3:] if "=" in arg)
@@ -130,7 +130,7 @@ def test_a_completed_training_is_recorded_with_its_evaluation_and_adapter(runner
     seen = json.loads(trained.status_message)
     assert seen["secret_in_environment"] == "trainer-secret"
     argv = seen["argv"]
-    assert argv[:2] == ["-m", "model.train_adapter"]
+    assert argv[:2] == ["-m", "training.train_adapter"]
     assert argv[2:] == [
         "--training_manifest=s3://in-bucket/train-1.jsonl",
         "--training_manifest=s3://in-bucket/train-2.jsonl",

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from model.evaluate import GroundTruthLine, parse_ground_truth_line
 from model.taxonomy import TaxonomyLabel
-from model.verification import (
+from tests.conftest import parse_jsonl, s3_args
+from training.evaluate import GroundTruthLine, parse_ground_truth_line
+from training.verification import (
     GroundTruthEntry,
     InputError,
     build_ground_truth,
@@ -17,7 +18,6 @@ from model.verification import (
     main,
     parse_custom_label,
 )
-from tests.conftest import parse_jsonl, s3_args
 
 CHAINS = {  # a prediction comes with its parents, as the model returns it
     "Pills": ["Pills", "Products", "Drugs & Tobacco"],

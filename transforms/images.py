@@ -25,9 +25,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from storage.settings import S3Settings
 from transforms.memory import HeapTrimmer
 from transforms.records import ErrorCode, ManifestError, ManifestLine
-from transforms.storage import S3Settings
 
 __all__ = [
     "ACCEPTED_FORMATS",

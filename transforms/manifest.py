@@ -21,8 +21,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from storage.settings import S3Settings
 from transforms.records import ErrorCode, ManifestError, ManifestLine
-from transforms.storage import S3Settings
 
 __all__ = [
     "MAX_LINE_BYTES",

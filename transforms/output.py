@@ -17,8 +17,8 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from storage.outputs import OutputStore, join
 from transforms.records import ManifestError, ManifestLine
-from transforms.storage import OutputStore, join
 
 __all__ = [
     "RESULTS_FILE",

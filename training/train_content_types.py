@@ -1,8 +1,8 @@
 """Trains the content-types head (Animated, Illustrated) on the backbone embedding, reproducibly.
 
-    python -m model.train_content_types [--output model/content_types_head.npz] [--seed 0]
+    python -m training.train_content_types [--output model/content_types_head.npz] [--seed 0]
 
-The data is the recipe of ``model.content_types_data`` (images from packages, split by source).
+The data is the recipe of ``training.content_types_data`` (images from packages, split by source).
 Every image is embedded with the default backbone; the head is one dense layer with two
 independent sigmoids, Animated and Illustrated (a photo is negative for both), trained in Keras
 with each of the three classes weighing the same in the loss. Its L2 strength is picked by
@@ -31,7 +31,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from model import content_types_data as data
 from model.content_types import (
     CONTENT_TYPE_NAMES,
     DEFAULT_HEAD_PATH,
@@ -39,6 +38,8 @@ from model.content_types import (
     THRESHOLD,
     ContentTypesHead,
 )
+from pipeline.logs import configure_logging
+from training import content_types_data as data
 
 __all__ = [
     "Embedded",
@@ -296,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="an .npz that keeps the embeddings between runs (default: none, embed every time)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     from model.backbone import Backbone
 

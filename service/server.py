@@ -1,4 +1,4 @@
-"""The Rekognition-compatible API server: ``python -m pipeline.server --port 8642 ...``.
+"""The Rekognition-compatible API server: ``python -m service.server --port 8642 ...``.
 
 Point the real clients at it with ``--endpoint-url`` / ``endpoint_url``:
 StartMediaAnalysisJob, GetMediaAnalysisJob, ListMediaAnalysisJobs and DetectModerationLabels,
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from pipeline.run import configure_logging
+from pipeline.logs import configure_logging
 from service.dataflow import DATAFLOW_API
 
 __all__ = ["build_server", "main"]
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     from service.projects import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
 
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.server",
+        prog="python -m service.server",
         description="Serves the Rekognition bulk-analysis, DetectModerationLabels and Custom "
         "Moderation (adapter) API.",
     )
@@ -213,7 +213,7 @@ def build_server(argv: Sequence[str]):
     from service.projects import ProjectRegistry
     from service.registry import JobRegistry
     from service.training import TrainingRunner
-    from transforms.storage import S3Settings
+    from storage.settings import S3Settings
 
     args = _parser().parse_args(argv)
     keys = (

@@ -2,7 +2,7 @@
 
 Usage (from cron, Cloud Scheduler or any timer; see docs/scheduling.md)::
 
-    python -m pipeline.schedule --manifests s3://in-bucket/manifests/ \\
+    python -m scheduler.schedule --manifests s3://in-bucket/manifests/ \\
         --output s3://out-bucket/results [--endpoint_url http://127.0.0.1:8642] \\
         [--suffix .jsonl] [--state s3://out-bucket/schedule-state.json | PATH] \\
         [--min_confidence 50] [--project_version ARN] [--job_name_prefix scheduled] \\
@@ -53,9 +53,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from service.workers import worker_environment
+from model.confidence import add_confidence_argument, check_confidence
+from pipeline.logs import configure_logging
+from storage.environment import worker_environment
+from storage.outputs import join
+from storage.settings import S3Settings, add_s3_arguments, s3_settings_from_arguments
 from transforms.output import SUMMARY_FILE
-from transforms.storage import S3Settings, add_s3_arguments, join, s3_settings_from_arguments
 
 __all__ = [
     "ManifestVersion",
@@ -437,7 +440,7 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.schedule",
+        prog="python -m scheduler.schedule",
         description="Starts one moderation job for every new manifest (or new version of a "
         "manifest) under an S3 prefix, exactly once per (bucket, key, ETag), and reports what "
         "it started. Run it from cron or any scheduler; see docs/scheduling.md.",
@@ -477,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoint_url",
         default=None,
         help="The Rekognition API to start jobs through, e.g. http://127.0.0.1:8642 "
-        "(python -m pipeline.server). Default: none, run each job here.",
+        "(python -m service.server). Default: none, run each job here.",
     )
     parser.add_argument(
         "--api_region",
@@ -491,12 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="AWS profile (~/.aws/credentials) holding the API's key pair. Default: "
         f"{API_KEY_ID_ENV} / {API_SECRET_ENV}, else the usual AWS environment.",
     )
-    parser.add_argument(
-        "--min_confidence",
-        type=float,
-        default=50.0,
-        help="Only labels with at least this confidence (0-100) are returned. Default: 50.",
-    )
+    add_confidence_argument(parser)
     parser.add_argument(
         "--project_version",
         default=None,
@@ -546,8 +544,10 @@ class _Plan:
 
 def _check(args: argparse.Namespace) -> _Plan:
     bucket, prefix = split_s3_uri(args.manifests, "--manifests")
-    if not 0.0 <= args.min_confidence <= 100.0:
-        raise UsageError(f"--min_confidence must be between 0 and 100, not {args.min_confidence}")
+    try:
+        check_confidence(args.min_confidence)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if not _JOB_NAME_PREFIX.fullmatch(args.job_name_prefix):
         raise UsageError(
             f"--job_name_prefix must be 1-40 of a-z A-Z 0-9 _ . -, not {args.job_name_prefix!r}"
@@ -908,14 +908,13 @@ def format_text(report: dict[str, Any], outcomes: Sequence[Outcome]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.schedule``; returns the exit status (0, 1 or 2)."""
+    """``python -m scheduler.schedule``; returns the exit status (0, 1 or 2)."""
     parser = build_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:  # --help, or argparse's own message for a bad flag
         return exit_.code if isinstance(exit_.code, int) else 2
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    _LOGGER.setLevel(logging.INFO)
+    configure_logging()
     try:
         plan = _check(args)
         outcomes, errors = schedule(plan)

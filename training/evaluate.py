@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m model.evaluate --manifest ground_truth.jsonl [--min_confidence 50]
+    python -m training.evaluate --manifest ground_truth.jsonl [--min_confidence 50]
         [--format text|json] [--components auto] [--backbone URI] [--s3_endpoint_url URL ...]
 
 The manifest is the Custom Moderation (adapter) ground-truth format, one JSON object per line::
@@ -53,11 +53,13 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from model.confidence import DEFAULT_MIN_CONFIDENCE, add_confidence_argument, check_confidence
 from model.taxonomy import CONTENT_TYPES, TAXONOMY, ancestors
+from pipeline.logs import configure_logging
+from storage.settings import S3Settings, add_s3_arguments, s3_settings_from_arguments
 from transforms.images import ImageProblem, decode_image, fetch_image_bytes
 from transforms.manifest import MAX_LINE_BYTES, read_manifest_lines
 from transforms.records import ErrorCode
-from transforms.storage import S3Settings, add_s3_arguments, s3_settings_from_arguments
 
 __all__ = [
     "GROUND_TRUTH_KEY",
@@ -277,7 +279,9 @@ class LabelCounts:
 class Evaluation:
     """Accumulates (ground truth, model response) pairs and failures; ``report()`` sums them up."""
 
-    def __init__(self, min_confidence: float = 50.0, model_version: str | None = None):
+    def __init__(
+        self, min_confidence: float = DEFAULT_MIN_CONFIDENCE, model_version: str | None = None
+    ):
         self.min_confidence = min_confidence
         self.model_version = model_version
         self.images = 0
@@ -560,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     from model.moderation_model import COMPONENT_CHOICES
 
     parser = argparse.ArgumentParser(
-        prog="python -m model.evaluate",
+        prog="python -m training.evaluate",
         description="Runs the moderation model over the images of a ground-truth manifest and "
         "reports, per label, support, predictions, TP/FP/FN, precision, recall and F1, a micro "
         "average, the images with false positives, and the images that failed to load.",
@@ -577,12 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="Required. Ground-truth JSON Lines manifest: an s3:// or gs:// URI or a local path.",
     )
-    parser.add_argument(
-        "--min_confidence",
-        type=float,
-        default=50.0,
-        help="Predictions below this confidence (0-100) are ignored. Default: 50.",
-    )
+    add_confidence_argument(parser, help="Predictions below this confidence (0-100) are ignored.")
     parser.add_argument(
         "--format",
         choices=("text", "json"),
@@ -620,8 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    if not 0.0 <= args.min_confidence <= 100.0:
-        raise ValueError(f"--min_confidence must be between 0 and 100, not {args.min_confidence}")
+    check_confidence(args.min_confidence)
     for flag in ("batch_size", "fetch_concurrency"):
         value = getattr(args, flag)
         if not 1 <= value <= 1024:
@@ -635,14 +633,13 @@ def _load_model(components: str, backbone: str | None, s3: S3Settings):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m model.evaluate``; returns the exit status (0, 1 or 2)."""
+    """``python -m training.evaluate``; returns the exit status (0, 1 or 2)."""
     parser = build_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:  # --help, or argparse's own message for a bad flag
         return exit_.code if isinstance(exit_.code, int) else 2
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    _LOGGER.setLevel(logging.INFO)
+    configure_logging()
 
     s3 = s3_settings_from_arguments(args)
     try:

@@ -2,7 +2,7 @@
 
 Usage (the API server runs this for CreateProjectVersion; it can be run by hand too)::
 
-    python -m model.train_adapter --training_manifest s3://b/train.jsonl
+    python -m training.train_adapter --training_manifest s3://b/train.jsonl
         (--testing_manifest s3://b/test.jsonl | --auto_split)
         --output s3://b/adapters/Project/Version/1 [--project_version_arn ARN]
         [--confidence_threshold 50] [--kms_key_id KEY] [--components auto] [--backbone URI]
@@ -43,7 +43,13 @@ from typing import Any
 import numpy as np
 
 from model.adapter import Adapter, AdapterSpec, build_adapter_model, features
-from model.evaluate import (
+from model.confidence import DEFAULT_MIN_CONFIDENCE, add_confidence_argument, check_confidence
+from model.label_map import label_confidences, label_evidence
+from model.taxonomy import TAXONOMY, TaxonomyLabel, custom_label, label
+from pipeline.logs import configure_logging
+from storage.outputs import OutputStore, join
+from storage.settings import S3Settings, add_s3_arguments, s3_settings_from_arguments
+from training.evaluate import (
     GroundTruthLine,
     LabelCounts,
     ManifestProblem,
@@ -51,16 +57,7 @@ from model.evaluate import (
     image_loader,
     read_ground_truth,
 )
-from model.label_map import label_confidences, label_evidence
-from model.taxonomy import TAXONOMY, TaxonomyLabel, custom_label, label
 from transforms.images import ImageProblem
-from transforms.storage import (
-    OutputStore,
-    S3Settings,
-    add_s3_arguments,
-    join,
-    s3_settings_from_arguments,
-)
 
 __all__ = [
     "EVALUATION_SUMMARY_FILE",
@@ -334,7 +331,7 @@ class TrainingRequest:
     auto_split: bool = False
     output: str = ""
     project_version_arn: str | None = None
-    confidence_threshold: float = 50.0
+    confidence_threshold: float = DEFAULT_MIN_CONFIDENCE
     kms_key_id: str | None = None
     components: str = "auto"
     backbone: str | None = None
@@ -451,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     from model.moderation_model import COMPONENT_CHOICES
 
     parser = argparse.ArgumentParser(
-        prog="python -m model.train_adapter",
+        prog="python -m training.train_adapter",
         description="Trains an adapter (Custom Moderation) from ground-truth manifests, "
         "evaluates it against the base model on a test set, and writes the adapter and its "
         "evaluation summary.",
@@ -481,11 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", required=True, help="Folder (s3://, gs:// or local) for the adapter."
     )
     parser.add_argument("--project_version_arn", default=None, help="The version's ARN.")
-    parser.add_argument(
+    add_confidence_argument(
+        parser,
         "--confidence_threshold",
-        type=float,
-        default=50.0,
-        help="Confidence (0-100) at which a label counts as predicted. Default: 50.",
+        help="Confidence (0-100) at which a label counts as predicted.",
     )
     parser.add_argument("--kms_key_id", default=None, help="KMS key for the outputs (SSE-KMS).")
     parser.add_argument(
@@ -509,10 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _request(args: argparse.Namespace) -> TrainingRequest:
     if args.auto_split == bool(args.testing_manifest):
         raise ValueError("give --testing_manifest or --auto_split (one of the two)")
-    if not 0.0 <= args.confidence_threshold <= 100.0:
-        raise ValueError(
-            f"--confidence_threshold must be between 0 and 100, not {args.confidence_threshold}"
-        )
+    check_confidence(args.confidence_threshold, "--confidence_threshold")
     return TrainingRequest(
         training_manifests=args.training_manifest,
         testing_manifests=args.testing_manifest,
@@ -537,8 +530,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    _LOGGER.setLevel(logging.INFO)
+    configure_logging()
     try:
         result = train(request)
     except TrainingProblem as exc:

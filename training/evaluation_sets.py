@@ -1,6 +1,6 @@
-"""Writes the labelled sets that can be built offline as ground-truth manifests for model.evaluate.
+"""Writes the labelled sets that can be built offline as ground-truth manifests to evaluate.
 
-``python -m model.evaluation_sets --output eval-sets`` writes, with their images:
+``python -m training.evaluation_sets --output eval-sets`` writes, with their images:
 
 - ``photos.jsonl``: every whole sample photo of the content-types recipe (scikit-image,
   scikit-learn, matplotlib): benign, no label, no content type. The head was trained on crops
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from model import content_types_data as recipe
+from training import content_types_data as recipe
 
 __all__ = ["write_sets", "main"]
 
@@ -64,7 +64,7 @@ def write_sets(output: str, seed: int = 0) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.evaluation_sets", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m training.evaluation_sets", description=__doc__)
     parser.add_argument("--output", default="eval-sets", help="Folder. Default: eval-sets.")
     parser.add_argument("--seed", type=int, default=0, help="Recipe seed. Default: 0.")
     args = parser.parse_args(argv)

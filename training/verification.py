@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m model.verification --results results.jsonl --verifications verifications.jsonl
+    python -m training.verification --results results.jsonl --verifications verifications.jsonl
         --output groundtruth.jsonl [--confidence_threshold 50] [--custom_label NAME=PARENT ...]
         [--format text|json] [--s3_endpoint_url URL ...]
 
@@ -56,16 +56,19 @@ from typing import Any, NamedTuple
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from model.evaluate import GROUND_TRUTH_KEY
+from model.confidence import DEFAULT_MIN_CONFIDENCE, add_confidence_argument, check_confidence
 from model.taxonomy import TAXONOMY, TaxonomyLabel, ancestors, custom_label
-from model.train_adapter import (
+from pipeline.logs import configure_logging
+from storage.outputs import OutputStore
+from storage.settings import add_s3_arguments, s3_settings_from_arguments
+from training.evaluate import GROUND_TRUTH_KEY
+from training.train_adapter import (
     MIN_FALSE_NEGATIVES,
     MIN_FALSE_POSITIVES,
     MIN_TEST_IMAGES,
     meets_training_minimum,
 )
 from transforms.manifest import MAX_LINE_BYTES, read_manifest_lines
-from transforms.storage import OutputStore, add_s3_arguments, s3_settings_from_arguments
 
 __all__ = [
     "RESULTS_KEY",
@@ -354,7 +357,7 @@ def build_ground_truth(
     results_lines: Iterable[Any],
     verification_lines: Iterable[Any],
     *,
-    confidence_threshold: float = 50.0,
+    confidence_threshold: float = DEFAULT_MIN_CONFIDENCE,
     custom_labels: Mapping[str, str | TaxonomyLabel] | None = None,
 ) -> VerificationReport:
     """The ground truth and counts for a job's results and a reviewer's verifications.
@@ -544,7 +547,7 @@ def format_text(report: Mapping[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m model.verification",
+        prog="python -m training.verification",
         description="Turns a bulk job's results.jsonl and a reviewer's verifications of its "
         "predictions into an adapter ground-truth manifest, and reports per label the verified "
         "true positives, false positives and false negatives.",
@@ -571,12 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="Required. Where to write the ground-truth manifest (s3://, gs:// or local); "
         "written whole or not at all.",
     )
-    parser.add_argument(
+    add_confidence_argument(
+        parser,
         "--confidence_threshold",
-        type=float,
-        default=50.0,
-        help="A results label counts as predicted when its Confidence is at least this "
-        "(0-100). Default: 50.",
+        help="A results label counts as predicted when its Confidence is at least this (0-100).",
     )
     parser.add_argument(
         "--custom_label",
@@ -600,8 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_arguments(args: argparse.Namespace) -> dict[str, str]:
     """The declared custom labels ``{name: parent}``; ValueError names a bad flag."""
     threshold = args.confidence_threshold
-    if not 0.0 <= threshold <= 100.0:  # also refuses nan
-        raise ValueError(f"--confidence_threshold must be between 0 and 100, not {threshold}")
+    check_confidence(threshold, "--confidence_threshold")
     if args.output in (args.results, args.verifications):
         raise ValueError("--output must not be one of the input files")
     custom: dict[str, str] = {}
@@ -617,14 +617,13 @@ def _check_arguments(args: argparse.Namespace) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m model.verification``; returns the exit status (0, 1 or 2)."""
+    """``python -m training.verification``; returns the exit status (0, 1 or 2)."""
     parser = build_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:  # --help, or argparse's own message for a bad flag
         return exit_.code if isinstance(exit_.code, int) else 2
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    _LOGGER.setLevel(logging.INFO)
+    configure_logging()
 
     s3 = s3_settings_from_arguments(args)
     try:

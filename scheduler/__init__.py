@@ -1,0 +1,1 @@
+"""Scheduled batch runs: one job per new manifest version."""

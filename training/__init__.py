@@ -1,0 +1,1 @@
+"""Offline tools that make and judge models: evaluation, verification, adapter and head training."""
