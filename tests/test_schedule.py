@@ -1,4 +1,4 @@
-"""Scheduled batch runs (``python -m scheduler.schedule``) against a moto S3 server over HTTP and
+"""Scheduled batch runs (``python -m scheduler``) against a moto S3 server over HTTP and
 the real API server: exactly one job per manifest version, through reruns, races and lost state.
 """
 
@@ -11,16 +11,10 @@ import time
 
 import pytest
 
-from scheduler.schedule import (
-    API_KEY_ID_ENV,
-    API_SECRET_ENV,
-    ManifestVersion,
-    ScheduleState,
-    client_request_token,
-    job_name,
-    list_manifests,
-    main,
-)
+from scheduler.cli import main
+from scheduler.manifests import ManifestVersion, job_name, list_manifests
+from scheduler.state import ScheduleState
+from scheduler.submission import API_KEY_ID_ENV, API_SECRET_ENV, client_request_token
 from tests.conftest import API_KEY_ID, API_SECRET, rekognition_client, s3_args
 
 MANIFESTS = "s3://in-bucket/manifests/"
@@ -586,7 +580,7 @@ def test_the_command_line_prints_only_the_report_on_stdout(buckets, moto_server,
         [
             sys.executable,
             "-m",
-            "scheduler.schedule",
+            "scheduler",
             *_local_args(moto_server, tmp_path / "out", "--dry_run", "--format=json"),
         ],
         capture_output=True,
