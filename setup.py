@@ -55,6 +55,8 @@ setup(
         ],
         "test": [
             "pytest>=8",
+            # Property-based tests: hostile manifests and images, generated.
+            "hypothesis>=6.100",
             "moto[server]>=5.1",
             "scikit-image>=0.24",
             "ruff>=0.6",

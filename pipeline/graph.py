@@ -17,11 +17,15 @@ from pipeline.options import (
 from storage.outputs import OutputStore, join
 from storage.settings import S3Settings
 from transforms.images import LoadImages
+from transforms.isolation import ErrorsFromDeadLetters
 from transforms.manifest import ReadManifest, ValidateManifestLine
 from transforms.moderation import ModerateImages, ReportProgress
 from transforms.output import BuildSummary, PublishOutputs, WriteResults
 
 __all__ = ["adapter_handlers", "default_model_handler", "build_pipeline"]
+
+# Where a step's unexpected exceptions go (Beam's dead-letter output), one per failed element.
+_UNEXPECTED = "unexpected"
 
 
 def default_model_handler(options: ModerationOptions) -> ModelHandler:
@@ -78,7 +82,12 @@ def build_pipeline(
             schemes=source_schemes(options),
             allowed_prefixes=allowed_source_prefixes(options),
         )
-    ).with_outputs(ValidateManifestLine.TAG_INVALID, main="valid")
+    ).with_outputs(ValidateManifestLine.TAG_INVALID, main="valid").with_exception_handling(
+        dead_letter_tag=_UNEXPECTED
+    )
+    unexpected = validated[_UNEXPECTED] | "ValidationFailuresToErrors" >> ErrorsFromDeadLetters(
+        "validating the line", lambda element: element[0]
+    )
     loaded = validated.valid | "LoadImages" >> LoadImages(options.fetch_concurrency, s3)
     adapters = adapter_handlers(options) if model_handler is None else {}
     moderated = loaded.images | "ModerateImages" >> ModerateImages(handler, adapters)
@@ -86,6 +95,7 @@ def build_pipeline(
 
     errors = (
         validated[ValidateManifestLine.TAG_INVALID],
+        unexpected,
         loaded[LoadImages.TAG_INVALID],
         moderated["invalid"],
     ) | "CollectErrors" >> beam.Flatten()

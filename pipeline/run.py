@@ -19,7 +19,7 @@ from storage.outputs import join
 from storage.settings import S3Settings
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
 
-__all__ = ["main", "report", "run"]
+__all__ = ["execute", "main", "prepare", "report", "run"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,15 +50,21 @@ def _check_locations(options: ModerationOptions, s3: S3Settings) -> None:
             raise ValueError(f"--output {output} is not writable")
 
 
-def run(argv: list[str] | None = None, *, model_handler=None) -> dict:
-    """Runs the job to completion; returns the published summary's statistics and paths."""
+def prepare(argv: list[str] | None = None) -> ModerationOptions:
+    """The job's options, checked: ValueError names the flag or location that cannot work,
+    before anything runs."""
     argv = list(sys.argv[1:] if argv is None else argv)
     options = ModerationOptions(argv)
-    moderation = options.view_as(ModerationOptions)
-    validate_options(moderation)
+    validate_options(options.view_as(ModerationOptions))
     FileSystems.set_options(options)
-    _check_locations(moderation, S3Settings.from_options(options))
+    _check_locations(options.view_as(ModerationOptions), S3Settings.from_options(options))
+    return options
 
+
+def execute(options: ModerationOptions, *, model_handler=None) -> dict:
+    """Runs a prepared job to completion; returns the published summary's statistics and
+    paths. Any exception here is a failure while running."""
+    moderation = options.view_as(ModerationOptions)
     started = time.monotonic()
     _LOGGER.info("Moderating the images of %s", moderation.manifest)
     with beam.Pipeline(options=options) as p:
@@ -75,6 +81,12 @@ def run(argv: list[str] | None = None, *, model_handler=None) -> dict:
         "error_codes": _count_codes(summary["errors"]),
         "elapsed_secs": elapsed,
     }
+
+
+def run(argv: list[str] | None = None, *, model_handler=None) -> dict:
+    """Checks and runs the job to completion; returns the published summary's statistics and
+    paths."""
+    return execute(prepare(argv), model_handler=model_handler)
 
 
 def _count_codes(errors: list[dict]) -> dict[str, int]:
@@ -105,11 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         moderation_parser().print_help()
         return 0
     configure_logging()
+    # 2: a flag or location to fix, found before anything ran; 1: a failure while running.
     try:
-        outcome = run(argv)
+        options = prepare(argv)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        outcome = execute(options)
     except Exception as exc:
         _LOGGER.exception("The job failed")
         print(

@@ -114,6 +114,19 @@ class OutputStore:
         with self.open_write(path) as stream:
             stream.write(data)
 
+    def delete_file(self, path: str) -> None:
+        """Removes one file or object; a missing one is fine, any other failure raises."""
+        if _is_s3(path):
+            try:
+                self.s3.rm_file(path)
+            except FileNotFoundError:
+                pass
+        elif _is_local(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        elif FileSystems.exists(path):
+            FileSystems.delete([path])
+
     def delete_tree(self, path: str) -> None:
         """Removes a folder or prefix and everything under it; a missing one is fine."""
         if _is_s3(path):

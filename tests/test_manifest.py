@@ -96,17 +96,36 @@ def test_last_line_without_newline():
     assert _lines(data) == [(1, b'{"x": 1}\n'), (2, b'{"x": 2}')]
 
 
-def test_line_of_exactly_the_limit_is_kept():
-    line = b"x" * 100
-    assert _lines(line + b"\n" + line, max_line_bytes=100) == [
-        (1, line + b"\n"),
-        (2, line),
-    ]
+def _json_line(total_bytes: int, ending: bytes) -> bytes:
+    """A valid JSON line of exactly ``total_bytes``, its line ending included."""
+    head = b'{"source-ref": "/i.jpg", "pad": "'
+    tail = b'"}' + ending
+    return head + b"p" * (total_bytes - len(head) - len(tail)) + tail
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b""], ids=["LF", "CRLF", "last line"])
+@pytest.mark.parametrize(
+    "total, kept",
+    [(MAX_LINE_BYTES - 1, True), (MAX_LINE_BYTES, True), (MAX_LINE_BYTES + 1, False)],
+    ids=["65535", "65536", "65537"],
+)
+def test_the_line_limit_counts_the_line_ending(total, kept, ending):
+    line = _json_line(total, ending)
+    assert len(line) == total
+    expected = [(1, line), (2, b'{"x": 2}\n')] if kept else [(1, None), (2, b'{"x": 2}\n')]
+    if ending:
+        assert _lines(line + b'{"x": 2}\n') == expected
+    else:
+        assert _lines(line) == expected[:1]
 
 
 def test_line_one_byte_over_the_limit_is_too_long():
-    assert _lines(b"x" * 101 + b"\n", max_line_bytes=100) == [(1, None)]
+    assert _lines(b"x" * 100 + b"\n", max_line_bytes=100) == [(1, None)]
     assert _lines(b"x" * 101, max_line_bytes=100) == [(1, None)]
+    assert _lines(b"x" * 99 + b"\n" + b"x" * 100, max_line_bytes=100) == [
+        (1, b"x" * 99 + b"\n"),
+        (2, b"x" * 100),
+    ]
 
 
 def test_too_long_line_yields_none_and_next_line_keeps_its_number():

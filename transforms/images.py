@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import collections
 import errno
+import http.client
 import io
 import logging
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import apache_beam as beam
@@ -26,6 +28,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from storage.settings import S3Settings
+from transforms.isolation import internal_error
 from transforms.memory import HeapTrimmer
 from transforms.records import ErrorCode, ManifestError, ManifestLine
 
@@ -71,19 +74,27 @@ class ImageProblem(Exception):
         self.message = message
 
 
+class ShortRead(Exception):
+    """Fewer bytes arrived than the store said the object holds (a connection cut mid-body)."""
+
+    def __init__(self, received: int, expected: int):
+        super().__init__(f"short read: {received} of {expected} bytes arrived")
+
+
 def fetch_image_bytes(path: str, max_bytes: int = MAX_IMAGE_BYTES, s3_client=None) -> bytes:
     """The bytes of ``path``, refusing objects over ``max_bytes`` before downloading them.
 
     ``s3_client`` (boto3) reads ``s3://`` paths; without one they go through Beam's FileSystems.
+    Where the store says how large the object is, fewer bytes than that is a short read: the
+    read is tried again (``READ_ATTEMPTS`` times in all, with backoff) before it becomes
+    IMAGE_READ_FAILED, so that a dropped connection never passes for a truncated image.
     """
     if s3_client is not None and path.startswith("s3://"):
-        return _fetch_s3_object(s3_client, path, max_bytes)
+        read = lambda: _read_s3_object(s3_client, path, max_bytes)  # noqa: E731
+    else:
+        read = lambda: _read_file(path, max_bytes)  # noqa: E731
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-            size = _size_of(stream)
-            if size is not None and size > max_bytes:
-                raise ImageProblem(ErrorCode.IMAGE_TOO_LARGE, _too_large(size, max_bytes))
-            data = stream.read(max_bytes + 1)
+        data = _with_retries(read)
     except ImageProblem:
         raise
     except Exception as exc:  # storage errors come in many types: classify, never crash
@@ -93,24 +104,76 @@ def fetch_image_bytes(path: str, max_bytes: int = MAX_IMAGE_BYTES, s3_client=Non
     return data
 
 
-def _fetch_s3_object(client, path: str, max_bytes: int) -> bytes:
-    bucket, _, key = path[len("s3://") :].partition("/")
-    try:
-        response = client.get_object(Bucket=bucket, Key=key)
-        body = response["Body"]
+# A short read or a connection lost mid-body is tried again; status errors (503 SlowDown, 500)
+# are retried by boto3 itself before they reach here, and a missing object is not retried.
+READ_ATTEMPTS = 4
+_BACKOFF_SECS = 0.2
+
+
+def _with_retries(read: Callable[[], bytes]) -> bytes:
+    for attempt in range(1, READ_ATTEMPTS + 1):
         try:
-            size = response.get("ContentLength")
-            if size is not None and size > max_bytes:  # known before the body is read
-                raise ImageProblem(ErrorCode.IMAGE_TOO_LARGE, _too_large(size, max_bytes))
-            data = body.read(max_bytes + 1)
-        finally:
-            body.close()
-    except ImageProblem:
-        raise
-    except Exception as exc:
-        raise _storage_problem(path, exc) from exc
-    if len(data) > max_bytes:
-        raise ImageProblem(ErrorCode.IMAGE_TOO_LARGE, _too_large(None, max_bytes))
+            return read()
+        except Exception as exc:
+            if not _is_interrupted_read(exc):
+                raise
+            if attempt == READ_ATTEMPTS:
+                raise ImageProblem(
+                    ErrorCode.IMAGE_READ_FAILED,
+                    f"The image could not be read in {READ_ATTEMPTS} tries: "
+                    f"{type(exc).__name__}: {exc}",
+                ) from exc
+            time.sleep(_BACKOFF_SECS * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def _is_interrupted_read(exc: Exception) -> bool:
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        IncompleteReadError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+    )
+    from urllib3.exceptions import ProtocolError
+
+    return isinstance(
+        exc,
+        ShortRead
+        | ConnectionClosedError
+        | IncompleteReadError
+        | ReadTimeoutError
+        | ResponseStreamingError
+        | ProtocolError
+        | ConnectionError
+        | http.client.IncompleteRead,
+    )
+
+
+def _read_s3_object(client, path: str, max_bytes: int) -> bytes:
+    bucket, _, key = path[len("s3://") :].partition("/")
+    response = client.get_object(Bucket=bucket, Key=key)
+    body = response["Body"]
+    try:
+        size = response.get("ContentLength")
+        if size is not None and size > max_bytes:  # known before the body is read
+            raise ImageProblem(ErrorCode.IMAGE_TOO_LARGE, _too_large(size, max_bytes))
+        data = body.read(max_bytes + 1)
+    finally:
+        body.close()
+    # botocore checks the length only when a read is unbounded: compare here.
+    if size is not None and len(data) < size:
+        raise ShortRead(len(data), size)
+    return data
+
+
+def _read_file(path: str, max_bytes: int) -> bytes:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        size = _size_of(stream)
+        if size is not None and size > max_bytes:
+            raise ImageProblem(ErrorCode.IMAGE_TOO_LARGE, _too_large(size, max_bytes))
+        data = stream.read(max_bytes + 1)
+    if size is not None and len(data) < size:
+        raise ShortRead(len(data), size)
     return data
 
 
@@ -264,10 +327,8 @@ class _FetchAndDecode(beam.DoFn):
             raise
         except Exception as exc:  # a bug must cost one line, not the job
             _LOGGER.exception("Unexpected failure loading %s", line.source_ref)
-            raise ImageProblem(
-                ErrorCode.IMAGE_READ_FAILED,
-                f"The image could not be loaded: {type(exc).__name__}: {exc}",
-            ) from exc
+            error = internal_error(line.line_number, "loading the image", repr(exc))
+            raise ImageProblem(error.code, error.message) from exc
 
     def _s3(self):
         with self._s3_client_lock:  # built on first use: jobs without s3:// images need none

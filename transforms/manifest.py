@@ -7,6 +7,9 @@ How lines are counted (documented in the README):
 - A UTF-8 byte order mark at the start of the file and a CR before the LF are ignored.
 - A line longer than ``MAX_LINE_BYTES`` (line ending included) is not parsed: it becomes a
   LINE_TOO_LONG error, and only its first bytes are ever held in memory.
+- Only ``source-ref`` is turned into a value the job carries: numbers elsewhere on the line stay
+  text (a 5,000-digit number is no error), and a ``source-ref`` that cannot be written as UTF-8
+  (a lone surrogate escape such as ``"\\udcff"``) is INVALID_SOURCE_REF.
 """
 
 from __future__ import annotations
@@ -58,12 +61,13 @@ def read_manifest_lines(
         number += 1
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
-        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-            skip = min(_SKIP_CHUNK, max_line_bytes + 1)
-            while True:  # drop the rest of the line without holding it
-                rest = stream.readline(skip)
-                if not rest or rest.endswith(b"\n"):
-                    break
+        if len(raw) > max_line_bytes:  # the line ending counts
+            if not raw.endswith(b"\n"):
+                skip = min(_SKIP_CHUNK, max_line_bytes + 1)
+                while True:  # drop the rest of the line without holding it
+                    rest = stream.readline(skip)
+                    if not rest or rest.endswith(b"\n"):
+                        break
             yield number, None
             continue
         if raw.strip():
@@ -119,13 +123,24 @@ class ReadManifest(beam.PTransform):
         return lines | "SpreadLines" >> beam.Reshuffle() if self._spread else lines
 
 
+class _Number(str):
+    """A JSON number kept as its text: converting it could only fail (Python refuses integers
+    of over 4,300 digits) or cost time, and no number on a line is ever used."""
+
+
+def _parse_json(text: str):
+    return json.loads(text, parse_int=_Number, parse_float=_Number, parse_constant=_Number)
+
+
 def _json_type(value) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, _Number):
         return "number"
+    if isinstance(value, dict):
+        return "object"
     return "array" if isinstance(value, list) else "string"
 
 
@@ -176,7 +191,7 @@ class ValidateManifestLine(beam.DoFn):
                 f"The line is not valid UTF-8 (byte {exc.start}).",
             )
         try:
-            document = json.loads(text)
+            document = _parse_json(text)
         except json.JSONDecodeError as exc:
             return error(ErrorCode.INVALID_JSON, f"The line is not valid JSON: {exc}.")
         except RecursionError:
@@ -189,10 +204,20 @@ class ValidateManifestLine(beam.DoFn):
         if "source-ref" not in document:
             return error(ErrorCode.MISSING_SOURCE_REF, 'The line has no "source-ref" key.')
         source_ref = document["source-ref"]
-        if not isinstance(source_ref, str):
+        if not isinstance(source_ref, str) or isinstance(source_ref, _Number):
             return error(
                 ErrorCode.INVALID_SOURCE_REF,
-                f'"source-ref" must be a string, not {type(source_ref).__name__}.',
+                f'"source-ref" must be a string, not {_json_type(source_ref)}.',
+            )
+        try:
+            source_ref.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # Nothing could write it (nor Beam's coders carry it): the error shows it escaped.
+            return error(
+                ErrorCode.INVALID_SOURCE_REF,
+                f'"source-ref" holds a lone surrogate ({source_ref[exc.start]!a}), which is not '
+                "a character: check the escapes of the line.",
+                source_ref=source_ref.encode("utf-8", "backslashreplace").decode("utf-8"),
             )
         problem = self._source_ref_problem(source_ref)
         if problem:

@@ -2,8 +2,16 @@
 
 Results are written as sorted parts to a temporary folder under the output location while the
 job runs. Only when everything is done, and the summary's counts agree with the lines read,
-does ``PublishOutputs`` assemble ``results.jsonl`` (in manifest line order) and then write
-``manifest-summary.json`` last. A failed job therefore never leaves files that look complete.
+does ``PublishOutputs`` publish, in this order:
+
+1. remove the ``manifest-summary.json`` a previous run may have left there;
+2. assemble ``results.jsonl`` (in manifest line order);
+3. write ``manifest-summary.json``, last.
+
+At no instant can a reader see a summary beside results of another run: a summary present
+means the results beside it are complete and its own. A failure at any step fails the job and
+leaves no summary. Removing the temporary parts afterwards is best effort: the outputs are
+already published, so a failure there is a warning.
 """
 
 from __future__ import annotations
@@ -145,17 +153,28 @@ class _Publish(beam.DoFn):
                 f"{results_lines} result lines written."
             )
         results_path = join(self._output, RESULTS_FILE)
+        summary_path = join(self._output, SUMMARY_FILE)
+        # A previous run's summary goes first, so that it never stands beside other results.
+        self._store.delete_file(summary_path)
         with self._store.open_write(results_path) as stream:
             for _, path, _ in sorted(parts):
                 with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as part:
                     while chunk := part.read(_COPY_CHUNK):
                         stream.write(chunk)
-        summary_path = join(self._output, SUMMARY_FILE)
         # Written last: a summary present means the results beside it are complete.
         self._store.write_bytes(
             summary_path, json.dumps(summary, ensure_ascii=False, indent=2).encode()
         )
-        self._store.delete_tree(self._temporary)
+        try:
+            self._store.delete_tree(self._temporary)
+        except Exception as exc:  # published already: leftovers are only a cost
+            _LOGGER.warning(
+                "The outputs are published, but the temporary folder %s could not be removed "
+                "(%s: %s); it can be deleted.",
+                self._temporary,
+                type(exc).__name__,
+                exc,
+            )
         yield PublishedOutputs(results_path, summary_path, statistics)
 
 

@@ -54,6 +54,8 @@ class ErrorCode:
     DECOMPRESSION_BOMB = "DECOMPRESSION_BOMB"
     # The model.
     INFERENCE_FAILED = "INFERENCE_FAILED"
+    # Anything else that went wrong with this one line: the job goes on without it.
+    INTERNAL_ERROR = "INTERNAL_ERROR"
 
     @classmethod
     def all(cls) -> list[str]:
