@@ -72,7 +72,9 @@ def build_pipeline(
     temporary = join(options.output, f".temporary-{run_id}")
     handler = model_handler or default_model_handler(options)
 
-    read = p | "ReadManifest" >> ReadManifest(options.manifest, spread=False, s3=s3)
+    read = p | "ReadManifest" >> ReadManifest(
+        options.manifest, spread=False, s3=s3, version=options.manifest_version
+    )
     # Counted before the reshuffle: the count is then ready before the lines are processed, so
     # that progress (which reports against it) is logged while they are.
     lines_read = read | "CountLines" >> beam.combiners.Count.Globally()

@@ -28,6 +28,12 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         "an s3:// or gs:// URI or a local path.",
     )
     parser.add_argument(
+        "--manifest_version",
+        default=None,
+        help="S3 object version of an s3:// --manifest to read (a versioned bucket's VersionId). "
+        "Default: the latest version.",
+    )
+    parser.add_argument(
         "--output",
         default=None,
         help="Required. Folder or prefix (s3://, gs:// or local) that receives results.jsonl "
@@ -154,6 +160,8 @@ def validate_options(options: ModerationOptions) -> None:
         raise ValueError("--manifest is required: the JSON Lines file listing the images")
     if not options.output:
         raise ValueError("--output is required: where results.jsonl and manifest-summary.json go")
+    if options.manifest_version and not options.manifest.startswith("s3://"):
+        raise ValueError("--manifest_version applies to an s3:// --manifest only")
     if options.output_kms_key_id and not options.output.startswith("s3://"):
         raise ValueError("--output_kms_key_id applies to s3:// outputs only")
     check_confidence(options.min_confidence)

@@ -16,6 +16,7 @@ from pipeline.graph import build_pipeline
 from pipeline.logs import configure_logging
 from pipeline.options import ModerationOptions, moderation_parser, validate_options
 from storage.outputs import join
+from storage.reading import split_s3_uri
 from storage.settings import S3Settings
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
 
@@ -26,12 +27,22 @@ _LOGGER = logging.getLogger(__name__)
 
 def _check_locations(options: ModerationOptions, s3: S3Settings) -> None:
     """Fails early, naming the flag, when the manifest or the output cannot work."""
-    try:
-        exists = FileSystems.exists(options.manifest)
-    except Exception as exc:
-        raise ValueError(f"--manifest {options.manifest} cannot be checked: {exc}") from exc
-    if not exists:
-        raise ValueError(f"--manifest {options.manifest} does not exist")
+    if options.manifest_version:
+        bucket, key = split_s3_uri(options.manifest)
+        try:
+            s3.client().head_object(Bucket=bucket, Key=key, VersionId=options.manifest_version)
+        except Exception as exc:
+            raise ValueError(
+                f"--manifest {options.manifest} has no version {options.manifest_version} "
+                f"that can be read ({exc})"
+            ) from exc
+    else:
+        try:
+            exists = FileSystems.exists(options.manifest)
+        except Exception as exc:
+            raise ValueError(f"--manifest {options.manifest} cannot be checked: {exc}") from exc
+        if not exists:
+            raise ValueError(f"--manifest {options.manifest} does not exist")
     output = options.output
     if output.startswith("s3://"):
         bucket = output[len("s3://") :].split("/", 1)[0]

@@ -33,6 +33,8 @@ def local_command(plan: Plan, manifest: ManifestVersion, output: str) -> list[st
         f"--output={output}",
         f"--min_confidence={plan.args.min_confidence}",
     ]
+    if manifest.version_id:  # the version planned, even if a newer one lands meanwhile
+        command.append(f"--manifest_version={manifest.version_id}")
     for flag, value in (
         ("s3_endpoint_url", plan.s3.endpoint_url),
         ("s3_region_name", plan.s3.region_name),

@@ -20,10 +20,9 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from storage.reading import open_for_reading
 from storage.settings import S3Settings
 from transforms.records import ErrorCode, ManifestError, ManifestLine
 
@@ -75,16 +74,17 @@ def read_manifest_lines(
 
 
 class _ReadManifestFile(beam.DoFn):
-    def __init__(self, max_line_bytes: int, s3: S3Settings | None):
+    def __init__(self, max_line_bytes: int, s3: S3Settings | None, version: str | None = None):
         self._max_line_bytes = max_line_bytes
         self._s3 = s3 or S3Settings()
+        self._version = version
         self._lines = Metrics.counter("manifest", "num_manifest_lines")
 
     def setup(self):
         self._s3.ensure_filesystems()
 
     def process(self, path: str) -> Iterable[tuple[int, bytes | None]]:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        with open_for_reading(path, version=self._version, s3=self._s3) as stream:
             for line in read_manifest_lines(stream, self._max_line_bytes):
                 self._lines.inc()
                 yield line
@@ -104,12 +104,15 @@ class ReadManifest(beam.PTransform):
         *,
         spread: bool = True,
         s3: S3Settings | None = None,
+        version: str | None = None,
     ):
         """``spread=False`` leaves the reshuffle to the caller (who may count the lines before
         it, so that the count is known before the lines are processed). ``s3``: the settings
-        that ``s3://`` manifests are read with where the worker has none."""
+        that ``s3://`` manifests are read with where the worker has none. ``version``: the S3
+        object version to read (default: the latest)."""
         super().__init__()
         self._path = path
+        self._version = version
         self._max_line_bytes = max_line_bytes
         self._spread = spread
         self._s3 = s3
@@ -118,7 +121,8 @@ class ReadManifest(beam.PTransform):
         lines = (
             pbegin
             | "ManifestPath" >> beam.Create([self._path])
-            | "ReadLines" >> beam.ParDo(_ReadManifestFile(self._max_line_bytes, self._s3))
+            | "ReadLines"
+            >> beam.ParDo(_ReadManifestFile(self._max_line_bytes, self._s3, self._version))
         )
         return lines | "SpreadLines" >> beam.Reshuffle() if self._spread else lines
 
