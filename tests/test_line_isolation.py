@@ -195,7 +195,9 @@ def test_the_manifest_is_read_at_the_version_asked_for(tmp_path, s3, moto_server
     first = s3.put_object(
         Bucket="in-bucket", Key="m.jsonl", Body=_line("s3://in-bucket/coffee.jpg") + b"\nnot json\n"
     )["VersionId"]
-    s3.put_object(Bucket="in-bucket", Key="m.jsonl", Body=_line("s3://in-bucket/coffee.jpg") + b"\n")
+    s3.put_object(
+        Bucket="in-bucket", Key="m.jsonl", Body=_line("s3://in-bucket/coffee.jpg") + b"\n"
+    )
 
     def outcome(*version: str) -> dict:
         output = tmp_path / f"out-{len(version)}"
@@ -212,7 +214,11 @@ def test_the_manifest_is_read_at_the_version_asked_for(tmp_path, s3, moto_server
     }
     with pytest.raises(ValueError, match="has no version"):
         run(
-            ["--manifest=s3://in-bucket/m.jsonl", f"--output={tmp_path / 'x'}", "--manifest_version=nope"]
+            [
+                "--manifest=s3://in-bucket/m.jsonl",
+                f"--output={tmp_path / 'x'}",
+                "--manifest_version=nope",
+            ]
             + FAST
             + s3_args(moto_server)
         )
