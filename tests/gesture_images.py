@@ -10,7 +10,8 @@ import unicodedata
 import numpy as np
 from PIL import Image
 
-from training.content_types_data import emoji_scene, photo, photo_sources
+from training.content_types_drawing import emoji_scene
+from training.content_types_sources import photo, photo_sources
 
 HAND_GESTURES = "Hand Gestures"  # the adapter's own label, under "Rude Gestures"
 PARENT = "Rude Gestures"

@@ -14,19 +14,11 @@ from model.adapter import ADAPTER_FILE, WEIGHTS_FILE, Adapter
 from model.label_map import labels_from_evidence
 from model.taxonomy import TaxonomyLabel, ancestors, custom_label
 from tests.gesture_images import HAND_GESTURES, PARENT, gesture_dataset
-from training.evaluate import GROUND_TRUTH_KEY
-from training.train_adapter import (
-    MIN_FALSE_NEGATIVES,
-    MIN_FALSE_POSITIVES,
-    TrainingProblem,
-    TrainingRequest,
-    auto_split,
-    choose_labels,
-    custom_labels,
-    main,
-    read_examples,
-    train,
-)
+from training.adapter_training import TrainingRequest, train
+from training.examples import TrainingProblem, auto_split, custom_labels, read_examples
+from training.ground_truth import GROUND_TRUTH_KEY
+from training.label_selection import MIN_FALSE_NEGATIVES, MIN_FALSE_POSITIVES, choose_labels
+from training.train_adapter import main
 
 # --- Custom labels in the taxonomy ---------------------------------------------------------
 

@@ -9,18 +9,16 @@ import numpy as np
 import pytest
 
 from tests.conftest import s3_args
-from training.evaluate import (
-    Evaluation,
+from training.evaluate import main
+from training.evaluation_text import format_text
+from training.ground_truth import (
     GroundTruthLine,
-    LabelCounts,
     ManifestProblem,
-    evaluate,
-    expand_labels,
-    format_text,
-    main,
     parse_ground_truth_line,
     read_ground_truth,
 )
+from training.metrics import Evaluation, LabelCounts, expand_labels
+from training.scoring import evaluate
 from transforms.images import ImageProblem
 from transforms.records import ErrorCode
 

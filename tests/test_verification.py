@@ -8,16 +8,10 @@ import pytest
 
 from model.taxonomy import TaxonomyLabel
 from tests.conftest import parse_jsonl, s3_args
-from training.evaluate import GroundTruthLine, parse_ground_truth_line
-from training.verification import (
-    GroundTruthEntry,
-    InputError,
-    build_ground_truth,
-    declare_custom_labels,
-    ground_truth_line,
-    main,
-    parse_custom_label,
-)
+from training.custom_labels import declare_custom_labels, parse_custom_label
+from training.ground_truth import GroundTruthLine, ground_truth_line, parse_ground_truth_line
+from training.verification import main
+from training.verification_report import GroundTruthEntry, InputError, build_ground_truth
 
 CHAINS = {  # a prediction comes with its parents, as the model returns it
     "Pills": ["Pills", "Products", "Drugs & Tobacco"],

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from training import content_types_data as recipe
+from training.content_types_sources import photo, photo_sources
 
 __all__ = ["write_sets", "main"]
 
@@ -43,10 +44,10 @@ def write_sets(output: str, seed: int = 0) -> dict[str, int]:
     written = {}
     with open(os.path.join(output, "photos.jsonl"), "w", encoding="utf-8") as manifest:
         count = 0
-        for _source, names in recipe.photo_sources():
+        for _source, names in photo_sources():
             for name in names:
                 path = os.path.join(images, f"photo-{count:03d}.png")
-                Image.fromarray(recipe.photo(name)).save(path)
+                Image.fromarray(photo(name)).save(path)
                 manifest.write(_line(os.path.relpath(path, output), None) + "\n")
                 count += 1
         written["photos.jsonl"] = count
