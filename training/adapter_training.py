@@ -56,11 +56,11 @@ def train(request: TrainingRequest, model=None) -> dict[str, Any]:
         raise TrainingProblem("Adapters need the backbone's embedding; --backbone=none has none.")
     threshold = request.confidence_threshold
     parents: dict[str, str] = {}
-    training = read_examples(request.training_manifests, parents)
+    training = read_examples(request.training_manifests, parents, request.s3)
     if request.auto_split:
         training, testing = auto_split(training)
     else:
-        testing = read_examples(request.testing_manifests, parents)
+        testing = read_examples(request.testing_manifests, parents, request.s3)
     custom = custom_labels(parents)
     for example in (*training, *testing):
         example.truth = frozenset(expand_labels(example.line.labels, custom))

@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_arguments(args)
         # A first pass checks every line, so that a bad line fails before any model runs.
-        count = sum(1 for _ in read_ground_truth(args.manifest))
+        count = sum(1 for _ in read_ground_truth(args.manifest, s3=s3))
         if not count:
             raise ManifestProblem(f"--manifest {args.manifest} has no lines")
     except ValueError as exc:
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluation = Evaluation(args.min_confidence, model.version)
     try:
         evaluate(
-            read_ground_truth(args.manifest),
+            read_ground_truth(args.manifest, s3=s3),
             model,
             evaluation,
             batch_size=args.batch_size,

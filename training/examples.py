@@ -11,6 +11,7 @@ from typing import Any
 
 from model.label_map import label_confidences, label_evidence
 from model.taxonomy import TAXONOMY, TaxonomyLabel, custom_label
+from storage.settings import S3Settings
 from training.ground_truth import GroundTruthLine, ManifestProblem, read_ground_truth
 from transforms.images import ImageProblem
 
@@ -50,12 +51,14 @@ class Example:
         return f"line {self.line.line_number} of {self.manifest} ({self.line.source_ref})"
 
 
-def read_examples(manifests: Sequence[str], parents: dict[str, str]) -> list[Example]:
+def read_examples(
+    manifests: Sequence[str], parents: dict[str, str], s3: S3Settings | None = None
+) -> list[Example]:
     """Every line of ``manifests``; custom labels' parents are collected into ``parents``."""
     examples = []
     for manifest in manifests:
         try:
-            lines = list(read_ground_truth(manifest, parents))
+            lines = list(read_ground_truth(manifest, parents, s3))
         except ManifestProblem as exc:
             raise TrainingProblem(f"The manifest {manifest} is not usable: {exc}") from None
         if not lines:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from model.taxonomy import CONTENT_TYPES, TAXONOMY, TaxonomyLabel
+from storage.settings import S3Settings
 from training.custom_labels import unknown_label
 from training.json_lines import LineProblem, json_object, read_lines, source_ref_of
 
@@ -102,11 +103,12 @@ def parse_ground_truth_line(
 
 
 def read_ground_truth(
-    path: str, custom_labels: dict[str, str] | None = None
+    path: str, custom_labels: dict[str, str] | None = None, s3: S3Settings | None = None
 ) -> Iterator[GroundTruthLine]:
     """Streams the manifest's lines, relative local ``source-ref`` resolved against its folder
-    (``custom_labels``: as for ``parse_ground_truth_line``)."""
-    for number, raw in read_lines(path, "--manifest", ManifestProblem):
+    (``custom_labels``: as for ``parse_ground_truth_line``; ``s3``: what reads an
+    ``s3://bucket/key?versionId=ID`` manifest)."""
+    for number, raw in read_lines(path, "--manifest", ManifestProblem, s3):
         line = parse_ground_truth_line(number, raw, custom_labels)
         yield line._replace(source_ref=_resolve(line.source_ref, path))
 

@@ -6,9 +6,8 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
+from storage.reading import exists, open_for_reading, split_versioned_uri
+from storage.settings import S3Settings
 from transforms.manifest import MAX_LINE_BYTES, read_manifest_lines
 
 __all__ = ["LineProblem", "json_object", "read_lines", "source_ref_of"]
@@ -19,17 +18,22 @@ class LineProblem(ValueError):
 
 
 def read_lines(
-    path: str, flag: str, problem: type[ValueError] = ValueError
+    path: str,
+    flag: str,
+    problem: type[ValueError] = ValueError,
+    s3: S3Settings | None = None,
 ) -> Iterator[tuple[int, bytes | None]]:
-    """``(line_number, raw)`` for the non-blank lines of a local, ``s3://`` or ``gs://`` file;
-    a file that is missing or cannot be checked raises ``problem``, naming ``flag``."""
+    """``(line_number, raw)`` for the non-blank lines of a local, ``s3://`` or ``gs://`` file
+    (``s3://bucket/key?versionId=ID``: that version); a file that is missing or cannot be
+    checked raises ``problem``, naming ``flag``."""
+    uri, version = split_versioned_uri(path)
     try:
-        exists = FileSystems.exists(path)
+        found = exists(uri, version=version, s3=s3)
     except Exception as exc:
         raise problem(f"{flag} {path} cannot be checked: {exc}") from exc
-    if not exists:
+    if not found:
         raise problem(f"{flag} {path} does not exist")
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+    with open_for_reading(uri, version=version, s3=s3) as stream:
         yield from read_manifest_lines(stream)
 
 

@@ -64,13 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--training_manifest",
         action="append",
         required=True,
-        help="Ground-truth manifest (s3://, gs:// or local) to train on; repeat for several.",
+        help="Ground-truth manifest (s3://, gs:// or local) to train on; repeat for several. "
+        "s3://bucket/key?versionId=ID reads that version of the object.",
     )
     parser.add_argument(
         "--testing_manifest",
         action="append",
         default=[],
-        help="Ground-truth manifest to evaluate on; repeat for several. Or --auto_split.",
+        help="Ground-truth manifest to evaluate on (as --training_manifest); repeat for several. "
+        "Or --auto_split.",
     )
     parser.add_argument(
         "--auto_split",
