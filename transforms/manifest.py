@@ -41,7 +41,9 @@ SUPPORTED_SCHEMES = ("s3", "gs", "local")
 
 _BOM = b"\xef\xbb\xbf"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,253}[a-z0-9]$", re.IGNORECASE)
+# \Z, not $ (which also matches before a final newline); ASCII, or a case-insensitive match
+# would take the KELVIN SIGN for "k" and the long s for "s".
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,253}[a-z0-9]\Z", re.IGNORECASE | re.ASCII)
 _SKIP_CHUNK = 1 << 20
 
 
@@ -59,6 +61,10 @@ def read_manifest_lines(
             return
         number += 1
         if number == 1 and raw.startswith(_BOM):
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                # The BOM is not part of the line: read as many bytes more, or a line that fits
+                # would be cut in two (its end numbered as a line of its own).
+                raw += stream.readline(len(_BOM))
             raw = raw[len(_BOM) :]
         if len(raw) > max_line_bytes:  # the line ending counts
             if not raw.endswith(b"\n"):
