@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         _LOGGER.exception("The job failed")
         print(
-            f"error: the job failed and published no outputs: {type(exc).__name__}: {exc}",
+            f"error: the job failed and published no summary: {type(exc).__name__}: {exc}",
             file=sys.stderr,
         )
         return 1

@@ -89,9 +89,18 @@ class OutputStore:
     def open_write(self, path: str) -> Iterator[BinaryIO]:
         """A binary file for ``path`` that becomes visible only when the block ends cleanly."""
         if _is_s3(path):
-            # An S3 object appears only when its upload completes; on error s3fs aborts it.
-            with self.s3.open(path, "wb") as stream:
+            # An S3 object appears only when its upload completes. fsspec's files commit what
+            # they hold whenever they close, even when the block raised: discard the upload
+            # then (aborting a multipart one), or a partial object would replace the old one.
+            stream = self.s3.open(path, "wb")
+            try:
                 yield stream
+            except BaseException:
+                with contextlib.suppress(Exception):  # the block's own error is the one to see
+                    stream.discard()
+                stream.closed = True  # so that nothing commits it later, when it is collected
+                raise
+            stream.close()
         elif _is_local(path):
             folder = os.path.dirname(os.path.abspath(path))
             os.makedirs(folder, exist_ok=True)

@@ -179,7 +179,7 @@ def test_exit_codes_mean_one_thing(tmp_path, sample_photos):
         f"--backbone={tmp_path / 'no-such-saved-model'}",
     )
     assert broken.returncode == 1, broken.stderr[-2000:]
-    assert "the job failed and published no outputs" in broken.stderr
+    assert "the job failed and published no summary" in broken.stderr
     assert not (tmp_path / "broken" / SUMMARY_FILE).exists()
 
 
