@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -115,9 +116,19 @@ class OutputStore:
                     os.remove(temporary)
                 raise
         else:
-            # GCS and other object stores commit an upload when the stream closes.
-            with FileSystems.create(path) as stream:
+            # GCS and other object stores commit an upload whenever its stream closes, even after
+            # an error (and when it is collected): write under another name, then rename.
+            temporary = join(os.path.dirname(path.rstrip("/")), f".writing-{uuid.uuid4().hex}")
+            stream = FileSystems.create(temporary)
+            try:
                 yield stream
+                stream.close()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    stream.close()
+                    FileSystems.delete([temporary])
+                raise
+            FileSystems.rename([temporary], [path])
 
     def write_bytes(self, path: str, data: bytes) -> None:
         with self.open_write(path) as stream:
