@@ -486,3 +486,31 @@ def test_s3_client_errors_are_classified(error_code, expected):
     problem = _storage_problem("s3://bucket/key.jpg", error)
     assert problem.code == expected
     assert "s3://bucket/key.jpg" in problem.message or expected == ErrorCode.IMAGE_READ_FAILED
+
+
+def test_a_multi_picture_jpeg_is_a_jpeg():
+    first = Image.new("RGB", (200, 100), (200, 30, 30))
+    second = Image.new("RGB", (200, 100), (30, 30, 200))
+    data = _encode(first, "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    image = decode_image(data)
+    assert image.shape == (100, 200, 3)
+    assert [int(v) for v in image[50, 100]] == pytest.approx([200, 30, 30], abs=8)
+
+
+@pytest.mark.parametrize("cut", [8, 16, 20], ids=["signature only", "in IHDR", "bad IHDR CRC"])
+def test_a_png_whose_header_is_cut_is_invalid_not_unsupported(cut):
+    data = bytearray(_png(120, 90))
+    if cut == 20:
+        data[29] ^= 0xFF  # IHDR's CRC
+    else:
+        data = data[:cut]
+    with pytest.raises(ImageProblem) as caught:
+        decode_image(bytes(data))
+    assert caught.value.code == ErrorCode.INVALID_IMAGE, caught.value.message
+
+
+def test_text_is_still_an_unsupported_format():
+    with pytest.raises(ImageProblem) as caught:
+        decode_image(b"just some text named .jpg")
+    assert caught.value.code == ErrorCode.UNSUPPORTED_IMAGE_FORMAT

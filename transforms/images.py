@@ -51,6 +51,7 @@ MAX_IMAGE_BYTES = 15 * 1024 * 1024  # Rekognition's limit for images in S3
 MIN_SIDE = 80
 MAX_SIDE = 10_000
 ACCEPTED_FORMATS = ("JPEG", "PNG")
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 # Every model component works at 320 px or less, so full resolution would cost memory and time
 # for nothing: JPEGs decode at the smallest DCT scale that keeps both sides at least
 # DECODE_MIN_SIDE, and every image is then reduced to at most DECODE_MAX_SIDE.
@@ -230,12 +231,18 @@ def decode_image(data: bytes, max_side: int = DECODE_MAX_SIDE) -> np.ndarray:
             ErrorCode.DECOMPRESSION_BOMB, f"Refused as a decompression bomb: {exc}"
         ) from None
     except UnidentifiedImageError:
+        if data.startswith(_SIGNATURES):  # a JPEG or PNG whose header Pillow cannot read
+            raise ImageProblem(
+                ErrorCode.INVALID_IMAGE, "The image header is truncated or corrupt."
+            ) from None
         raise ImageProblem(
             ErrorCode.UNSUPPORTED_IMAGE_FORMAT, "The data is not a JPEG or PNG image."
         ) from None
     except Exception as exc:
         raise ImageProblem(ErrorCode.INVALID_IMAGE, f"The image header is corrupt: {exc}") from exc
-    if image.format not in ACCEPTED_FORMATS:
+    # A multi-picture JPEG (what some cameras write) is a JPEG whose first picture is analysed.
+    image_format = "JPEG" if image.format == "MPO" else image.format
+    if image_format not in ACCEPTED_FORMATS:
         raise ImageProblem(
             ErrorCode.UNSUPPORTED_IMAGE_FORMAT,
             f"{image.format} images are not supported; use JPEG or PNG.",
@@ -247,7 +254,7 @@ def decode_image(data: bytes, max_side: int = DECODE_MAX_SIDE) -> np.ndarray:
             f"The image is {width}x{height} px; each side must be {MIN_SIDE} to {MAX_SIDE} px.",
         )
     try:
-        if image.format == "JPEG":
+        if image_format == "JPEG":
             image.draft("RGB", (DECODE_MIN_SIDE, DECODE_MIN_SIDE))  # downscale while decoding
             image.load()
         elif width * height > _LARGE_DECODE_PIXELS:
