@@ -14,15 +14,13 @@ be writing. Credentials reach the process through its environment, never its com
 
 from __future__ import annotations
 
-import collections
 import logging
-import subprocess
 import sys
-import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from model.confidence import DEFAULT_MIN_CONFIDENCE
+from service.adapters import AdapterNotReady, ResolvedAdapter
 from service.dataflow import (
     SUCCEEDED_STATE,
     DataflowClient,
@@ -31,17 +29,17 @@ from service.dataflow import (
     dataflow_job_name,
 )
 from service.preflight import DEFAULT_MAX_MANIFEST_BYTES, PreflightProblem, check_job_resources
-from service.projects import AdapterNotReady, ProjectRegistry, ResolvedAdapter, VersionNotFound
+from service.project_records import VersionNotFound
+from service.projects import ProjectRegistry
 from service.registry import JobRecord, JobRegistry
-from service.workers import crash_reason, die_with_parent
-from storage.environment import s3_flags, worker_environment
+from service.workers import Workers, crash_reason
+from storage.environment import s3_flags
 from storage.settings import S3Settings
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
 
 __all__ = ["JobRunner", "JobSettings", "output_prefix"]
 
 _LOGGER = logging.getLogger(__name__)
-_STDERR_LINES_KEPT = 20
 
 
 def output_prefix(job: JobRecord) -> str:
@@ -86,9 +84,7 @@ class JobRunner:
         self._dataflow = dataflow_client
         self._s3_client = s3_client
         self._kms_client = kms_client
-        self._watchers: dict[str, threading.Thread] = {}
-        self._processes: dict[str, subprocess.Popen] = {}
-        self._lock = threading.Lock()
+        self._workers = Workers(_LOGGER)
 
     def recover(self) -> list[str]:
         """At server start: every unfinished job lost its watcher (and its process) with the
@@ -108,23 +104,14 @@ class JobRunner:
             self.registry.mark_failed(job.job_id, problem.code, problem.message)
             return
         self.registry.mark_queued(job.job_id)
-        watcher = threading.Thread(target=self._run, args=(job,), name=f"job-{job.job_id[:8]}")
-        watcher.daemon = True
-        with self._lock:
-            self._watchers[job.job_id] = watcher
-        watcher.start()
+        self._workers.watch(job.job_id, f"job-{job.job_id[:8]}", lambda: self._run(job))
 
     def wait(self, job_id: str, timeout: float | None = None) -> None:
         """Waits for a submitted job's process to end and its outcome to be recorded."""
-        with self._lock:
-            watcher = self._watchers.get(job_id)
-        if watcher is not None:
-            watcher.join(timeout)
+        self._workers.wait(job_id, timeout)
 
     def process_id(self, job_id: str) -> int | None:
-        with self._lock:
-            process = self._processes.get(job_id)
-        return process.pid if process else None
+        return self._workers.process_id(job_id)
 
     def command(self, job: JobRecord) -> list[str]:
         """The local process that runs (or, on a portable runner, launches) the job."""
@@ -207,33 +194,15 @@ class JobRunner:
             self._run_on_dataflow(job)
             return
         try:
-            process = subprocess.Popen(
-                self.command(job),
-                env=worker_environment(self.settings.s3),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                preexec_fn=die_with_parent,
-            )
+            process = self._workers.start(job.job_id, self.command(job), self.settings.s3)
         except OSError as exc:
             self.registry.mark_failed(
                 job.job_id, "INTERNAL_ERROR", f"The job could not start: {exc}"
             )
             return
-        with self._lock:
-            self._processes[job.job_id] = process
         self.registry.mark_in_progress(job.job_id, worker_pid=process.pid)
-        last_lines: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES_KEPT)
-        for line in process.stderr:
-            last_lines.append(line.rstrip())
-            _LOGGER.debug("job %s: %s", job.job_id, line.rstrip())
-        returncode = process.wait()
-        try:
-            self._record_outcome(job, returncode, list(last_lines))
-        finally:
-            with self._lock:
-                self._processes.pop(job.job_id, None)
+        returncode, last_lines = self._workers.finish(job.job_id, f"job {job.job_id}")
+        self._record_outcome(job, returncode, last_lines)
 
     def _run_on_dataflow(self, job: JobRecord) -> None:
         name = dataflow_job_name(job.job_id)

@@ -1,56 +1,42 @@
 """The project registry: Custom Moderation projects and their adapter versions, in SQLite.
 
-A project (``Feature=CONTENT_MODERATION``) groups the versions of one adapter; each version is
-one training, from its CreateProjectVersion request to ``TRAINING_COMPLETED`` (with its F1 score,
-evaluation summary and trained artifact) or ``TRAINING_FAILED`` (with what to fix). The tables
-live in the job registry's SQLite file. ``ProjectRegistry`` itself trains nothing: whoever trains
-a version reports through ``mark_trained`` and ``mark_training_failed``.
-
-An adapter is tied to the base model it was trained on. When the server's base model changes but
-its backbone does not, a trained adapter is reported ``DEPRECATED`` and still applied; when the
-backbone changes, the embedding the adapter reads no longer exists: it is ``EXPIRED`` and ignored.
+The tables live in the job registry's SQLite file. ``ProjectRegistry`` itself trains nothing:
+whoever trains a version reports through ``mark_trained`` and ``mark_training_failed``; versions
+are reported against the server's base model (``service.adapters``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
+import logging
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from service.store import InvalidPaginationToken, SqliteStore
+from service.adapters import ResolvedAdapter, reported, usable_adapter
+from service.project_records import (
+    CONTENT_MODERATION,
+    TRAINING_COMPLETED,
+    TRAINING_FAILED,
+    TRAINING_IN_PROGRESS,
+    ProjectNotFound,
+    ProjectRecord,
+    ResourceInUse,
+    VersionNotFound,
+    VersionRecord,
+    arn_of_project,
+    arn_of_version,
+)
+from service.store import SqliteStore, listing_scope
 
-__all__ = [
-    "CONTENT_MODERATION",
-    "DEFAULT_ACCOUNT_ID",
-    "DEFAULT_REGION",
-    "AdapterNotReady",
-    "InvalidPaginationToken",
-    "ProjectNotFound",
-    "ProjectRecord",
-    "ProjectRegistry",
-    "ResolvedAdapter",
-    "ResourceInUse",
-    "VersionNotFound",
-    "VersionRecord",
-    "output_uri",
-    "version_folder",
-]
+__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "ProjectRegistry"]
 
-CONTENT_MODERATION = "CONTENT_MODERATION"
+_LOGGER = logging.getLogger(__name__)
+
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "000000000000"
-
-TRAINING_IN_PROGRESS = "TRAINING_IN_PROGRESS"
-TRAINING_COMPLETED = "TRAINING_COMPLETED"
-TRAINING_FAILED = "TRAINING_FAILED"
-DEPRECATED = "DEPRECATED"
-EXPIRED = "EXPIRED"
 
 _IN_PROGRESS_MESSAGE = "The adapter is being trained."
 
@@ -89,149 +75,6 @@ CREATE INDEX IF NOT EXISTS versions_by_creation
 
 _REGION = re.compile(r"[a-z\d-]+")
 _ACCOUNT_ID = re.compile(r"\d{12}")
-
-
-class ProjectNotFound(LookupError):
-    """No project has this ARN."""
-
-
-class VersionNotFound(LookupError):
-    """No project version has this ARN."""
-
-
-class ResourceInUse(RuntimeError):
-    """The name is taken, or the resource is still needed (versions left, training going on)."""
-
-
-class AdapterNotReady(RuntimeError):
-    """The version exists but has no adapter to apply: it is training, or its training failed."""
-
-
-def _epoch_ms(created: float) -> int:
-    return int(round(created * 1000))
-
-
-@dataclass(frozen=True)
-class ProjectRecord:
-    arn: str
-    name: str
-    created: float
-    feature: str
-    auto_update: str | None
-    status: str
-    tags: dict[str, str]
-
-    def to_api(self) -> dict[str, Any]:
-        """The project as DescribeProjects lists it."""
-        project: dict[str, Any] = {
-            "ProjectArn": self.arn,
-            "CreationTimestamp": self.created,
-            "Status": self.status,
-            "Feature": self.feature,
-        }
-        if self.auto_update:
-            project["AutoUpdate"] = self.auto_update
-        return project
-
-
-@dataclass(frozen=True)
-class VersionRecord:
-    """One adapter version. ``status`` and ``status_message`` are as reported: for a trained
-    adapter, they tell whether it is DEPRECATED or EXPIRED against the server's base model."""
-
-    arn: str
-    project_arn: str
-    version_name: str
-    created: float
-    status: str
-    request: dict[str, Any]
-    status_message: str | None = None
-    training_end: float | None = None
-    billable_secs: int | None = None
-    f1: float | None = None
-    summary_bucket: str | None = None
-    summary_name: str | None = None
-    adapter_uri: str | None = None
-    base_model_version: str | None = None
-    backbone_version: str | None = None
-
-    @property
-    def project_name(self) -> str:
-        return self.project_arn.rsplit("/", 2)[-2]
-
-    def to_api(self) -> dict[str, Any]:
-        """The version as DescribeProjectVersions lists it."""
-        request = self.request
-        version: dict[str, Any] = {
-            "ProjectVersionArn": self.arn,
-            "CreationTimestamp": self.created,
-            "Status": self.status,
-        }
-        if self.status_message:
-            version["StatusMessage"] = self.status_message
-        if self.billable_secs is not None:
-            version["BillableTrainingTimeInSeconds"] = self.billable_secs
-        if self.training_end is not None:
-            version["TrainingEndTimestamp"] = self.training_end
-        version["OutputConfig"] = request["OutputConfig"]
-        if "TrainingData" in request:
-            version["TrainingDataResult"] = {"Input": request["TrainingData"]}
-        if "TestingData" in request:
-            version["TestingDataResult"] = {"Input": request["TestingData"]}
-        if self.f1 is not None:
-            evaluation: dict[str, Any] = {"F1Score": self.f1}
-            if self.summary_bucket and self.summary_name:
-                evaluation["Summary"] = {
-                    "S3Object": {"Bucket": self.summary_bucket, "Name": self.summary_name}
-                }
-            version["EvaluationResult"] = evaluation
-        for name in ("KmsKeyId", "VersionDescription"):
-            if name in request:
-                version[name] = request[name]
-        version["Feature"] = CONTENT_MODERATION
-        if self.base_model_version:
-            version["BaseModelVersion"] = self.base_model_version
-        if "FeatureConfig" in request:
-            version["FeatureConfig"] = request["FeatureConfig"]
-        return version
-
-
-def version_folder(
-    output_config: Mapping[str, Any], project_name: str, version_name: str
-) -> tuple[str, str]:
-    """``(bucket, key)`` of the folder a version's trainings write under:
-    ``<S3KeyPrefix>/<Project>/<Version>`` (each training then adds its creation time)."""
-    prefix = output_config.get("S3KeyPrefix", "").strip("/")
-    key = f"{prefix}/" if prefix else ""
-    return output_config["S3Bucket"], f"{key}{project_name}/{version_name}"
-
-
-def output_uri(version: VersionRecord) -> str:
-    """Where a version's training writes: ``s3://<S3Bucket>/<S3KeyPrefix>/<Project>/<Version>/<ms>``."""
-    bucket, folder = version_folder(
-        version.request["OutputConfig"], version.project_name, version.version_name
-    )
-    return f"s3://{bucket}/{folder}/{_epoch_ms(version.created)}"
-
-
-@dataclass(frozen=True)
-class ResolvedAdapter:
-    """What inference needs of a usable adapter version (TRAINING_COMPLETED, DEPRECATED or
-    EXPIRED; an EXPIRED one is ignored)."""
-
-    arn: str
-    status: str
-    adapter_uri: str
-
-    @property
-    def expired(self) -> bool:
-        return self.status == EXPIRED
-
-
-def _scope(kind: str, **filters: Any) -> str:
-    # A token is good only for the listing (and filters) it was issued for.
-    digest = hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{kind}:{digest}"
 
 
 class ProjectRegistry(SqliteStore):
@@ -274,8 +117,7 @@ class ProjectRegistry(SqliteStore):
         """Registers a project; ResourceInUse if the name is taken."""
         created = round(self._clock(), 3)
         record = ProjectRecord(
-            arn=f"arn:aws:rekognition:{self.region}:{self.account_id}:project/{name}/"
-            f"{_epoch_ms(created)}",
+            arn=arn_of_project(self.region, self.account_id, name, created),
             name=name,
             created=created,
             feature=feature,
@@ -306,7 +148,7 @@ class ProjectRegistry(SqliteStore):
             row = db.execute("SELECT * FROM projects WHERE arn = ?", (arn,)).fetchone()
         if row is None:
             raise ProjectNotFound(f"No project has the ARN {arn}.")
-        return _project(row)
+        return ProjectRecord.from_row(row)
 
     def list_projects(
         self,
@@ -331,9 +173,9 @@ class ProjectRegistry(SqliteStore):
             args,
             max_results,
             next_token,
-            _scope("projects", names=names, features=features),
+            listing_scope("projects", names=names, features=features),
         )
-        return [_project(row) for row in rows], token
+        return [ProjectRecord.from_row(row) for row in rows], token
 
     def delete_project(self, arn: str) -> None:
         """Deletes a project that has no versions left; ResourceInUse if it has some."""
@@ -376,8 +218,7 @@ class ProjectRegistry(SqliteStore):
                     "VersionName, or delete that version first."
                 )
             record = VersionRecord(
-                arn=f"arn:aws:rekognition:{self.region}:{self.account_id}:project/{row['name']}/"
-                f"version/{name}/{_epoch_ms(created)}",
+                arn=arn_of_version(self.region, self.account_id, row["name"], name, created),
                 project_arn=project_arn,
                 version_name=name,
                 created=created,
@@ -408,7 +249,7 @@ class ProjectRegistry(SqliteStore):
             row = db.execute("SELECT * FROM project_versions WHERE arn = ?", (arn,)).fetchone()
         if row is None:
             raise VersionNotFound(f"No project version has the ARN {arn}.")
-        return self._reported(_version(row))
+        return self._reported(VersionRecord.from_row(row))
 
     def list_versions(
         self,
@@ -432,9 +273,9 @@ class ProjectRegistry(SqliteStore):
             args,
             max_results,
             next_token,
-            _scope("versions", project=project_arn, names=names),
+            listing_scope("versions", project=project_arn, names=names),
         )
-        return [self._reported(_version(row)) for row in rows], token
+        return [self._reported(VersionRecord.from_row(row)) for row in rows], token
 
     def delete_version(self, arn: str) -> None:
         """Deletes a version that is not training; ResourceInUse while it is."""
@@ -455,18 +296,7 @@ class ProjectRegistry(SqliteStore):
         VersionNotFound if no version has the ARN; AdapterNotReady if it is training or its
         training failed.
         """
-        version = self.get_version(arn)
-        if version.status == TRAINING_IN_PROGRESS:
-            raise AdapterNotReady(
-                f"The adapter {arn} is still training: wait for TRAINING_COMPLETED "
-                "(DescribeProjectVersions, or the project_version_training_completed waiter)."
-            )
-        if version.status == TRAINING_FAILED or not version.adapter_uri:
-            raise AdapterNotReady(
-                f"The adapter {arn} has no trained model: its training failed "
-                f"({version.status_message}). Fix the training data and create a new version."
-            )
-        return ResolvedAdapter(arn=arn, status=version.status, adapter_uri=version.adapter_uri)
+        return usable_adapter(self.get_version(arn))
 
     # Reports from whoever trains a version.
 
@@ -563,58 +393,4 @@ class ProjectRegistry(SqliteStore):
         return rows[:max_results], token
 
     def _reported(self, version: VersionRecord) -> VersionRecord:
-        if version.status != TRAINING_COMPLETED:
-            return version
-        if self.backbone_version and version.backbone_version != self.backbone_version:
-            return dataclasses.replace(
-                version,
-                status=EXPIRED,
-                status_message=(
-                    f"This adapter was trained on the backbone {version.backbone_version}; the "
-                    f"server now runs {self.backbone_version}, so the adapter is ignored at "
-                    "inference. Train a new version."
-                ),
-            )
-        if self.base_model_version and version.base_model_version != self.base_model_version:
-            return dataclasses.replace(
-                version,
-                status=DEPRECATED,
-                status_message=(
-                    f"This adapter was trained on the base model {version.base_model_version}; "
-                    f"the server now runs {self.base_model_version}. It still applies; train a "
-                    "new version to adapt the current base model."
-                ),
-            )
-        return version
-
-
-def _project(row: sqlite3.Row) -> ProjectRecord:
-    return ProjectRecord(
-        arn=row["arn"],
-        name=row["name"],
-        created=row["created"],
-        feature=row["feature"],
-        auto_update=row["auto_update"],
-        status=row["status"],
-        tags=json.loads(row["tags"]),
-    )
-
-
-def _version(row: sqlite3.Row) -> VersionRecord:
-    return VersionRecord(
-        arn=row["arn"],
-        project_arn=row["project_arn"],
-        version_name=row["version_name"],
-        created=row["created"],
-        status=row["status"],
-        request=json.loads(row["request"]),
-        status_message=row["status_message"],
-        training_end=row["training_end"],
-        billable_secs=row["billable_secs"],
-        f1=row["f1"],
-        summary_bucket=row["summary_bucket"],
-        summary_name=row["summary_name"],
-        adapter_uri=row["adapter_uri"],
-        base_model_version=row["base_model_version"],
-        backbone_version=row["backbone_version"],
-    )
+        return reported(version, self.base_model_version, self.backbone_version)

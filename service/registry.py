@@ -70,6 +70,10 @@ CREATE INDEX IF NOT EXISTS jobs_by_creation ON jobs (created DESC, job_id DESC);
 class JobNotFound(LookupError):
     """No job has this id (or it is older than the retention period)."""
 
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"No job has the id {job_id}.")
+        self.job_id = job_id
+
 
 class IdempotentParameterMismatch(ValueError):
     """The ClientRequestToken was used before with other parameters."""

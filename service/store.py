@@ -20,8 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-__all__ = ["InvalidPaginationToken", "SqliteStore"]
+__all__ = ["InvalidPaginationToken", "SqliteStore", "listing_scope", "page_answer"]
 
 # A listing's NextToken stays usable this long.
 TOKEN_LIFETIME_SECS = 24 * 3600
@@ -33,6 +34,22 @@ CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)
 
 class InvalidPaginationToken(ValueError):
     """The NextToken was not issued by this server for this listing, or has expired."""
+
+
+def listing_scope(kind: str, **filters: Any) -> str:
+    """The scope of a listing's tokens: a token is good only for the listing (and filters) it
+    was issued for."""
+    digest = hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{kind}:{digest}"
+
+
+def page_answer(key: str, items: list[dict[str, Any]], token: str | None) -> dict[str, Any]:
+    """One page of a listing as the API answers it: the items under ``key``, and the NextToken
+    of the next page unless this is the last."""
+    answer: dict[str, Any] = {key: items}
+    if token:
+        answer["NextToken"] = token
+    return answer
 
 
 class SqliteStore:

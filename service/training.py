@@ -10,32 +10,29 @@ wait their turn, still TRAINING_IN_PROGRESS.
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
 from typing import Any
 
 from service.jobs import JobSettings
-from service.projects import (
+from service.project_records import (
     TRAINING_COMPLETED,
     TRAINING_FAILED,
-    ProjectRegistry,
     VersionRecord,
     output_uri,
 )
-from service.workers import crash_reason, die_with_parent
-from storage.environment import s3_flags, worker_environment
+from service.projects import ProjectRegistry
+from service.workers import Workers, crash_reason
+from storage.environment import s3_flags
 
 __all__ = ["RESTART_MESSAGE", "TrainingRunner"]
 
 _LOGGER = logging.getLogger(__name__)
-_STDERR_LINES_KEPT = 20
 RESTART_MESSAGE = "The server stopped while this version was training; create the version again."
 _COMPLETED_FIELDS = ("F1Score", "Summary", "Adapter", "BaseModelVersion", "BackboneVersion")
 
@@ -64,9 +61,7 @@ class TrainingRunner:
         self.settings = settings
         self._slots = threading.Semaphore(max_active_trainings)
         self._stopping = threading.Event()
-        self._watchers: dict[str, threading.Thread] = {}
-        self._processes: dict[str, subprocess.Popen] = {}
-        self._lock = threading.Lock()
+        self._workers = Workers(_LOGGER)
 
     def recover(self) -> list[str]:
         """At server start: every version still training lost its process with the previous
@@ -75,29 +70,18 @@ class TrainingRunner:
 
     def submit(self, version: VersionRecord) -> None:
         """Trains the version in the background."""
-        watcher = threading.Thread(
-            target=self._run, args=(version,), name=f"training-{version.version_name[:16]}"
-        )
-        watcher.daemon = True
-        with self._lock:
-            self._watchers[version.arn] = watcher
-        watcher.start()
+        name = f"training-{version.version_name[:16]}"
+        self._workers.watch(version.arn, name, lambda: self._run(version))
 
     def wait(self, arn: str, timeout: float | None = None) -> None:
         """Waits for a submitted version's training to end and its outcome to be recorded."""
-        with self._lock:
-            watcher = self._watchers.get(arn)
-        if watcher is not None:
-            watcher.join(timeout)
+        self._workers.wait(arn, timeout)
 
     def stop(self) -> None:
         """Kills the trainings under way and starts no more (the server is closing): the killed
         ones end TRAINING_FAILED, those still waiting are failed by the next ``recover``."""
         self._stopping.set()
-        with self._lock:
-            processes = list(self._processes.values())
-        for process in processes:
-            process.kill()
+        self._workers.kill_all()
 
     def command(self, version: VersionRecord, result_file: str) -> list[str]:
         request = version.request
@@ -138,29 +122,12 @@ class TrainingRunner:
     def _train(self, version: VersionRecord, result_file: str) -> None:
         started = time.monotonic()
         try:
-            process = subprocess.Popen(
-                self.command(version, result_file),
-                env=worker_environment(self.settings.s3),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                preexec_fn=die_with_parent,
-            )
+            self._workers.start(version.arn, self.command(version, result_file), self.settings.s3)
         except OSError as exc:
             self._fail(version, f"The training could not start: {exc}", 0)
             return
-        with self._lock:
-            self._processes[version.arn] = process
-        try:
-            last_lines: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES_KEPT)
-            for line in process.stderr:
-                last_lines.append(line.rstrip())
-                _LOGGER.debug("training %s: %s", version.version_name, line.rstrip())
-            returncode = process.wait()
-        finally:
-            with self._lock:
-                self._processes.pop(version.arn, None)
+        label = f"training {version.version_name}"
+        returncode, last_lines = self._workers.finish(version.arn, label)
         billable_secs = int(round(time.monotonic() - started))
         if self._stopping.is_set() and returncode != 0:
             self._fail(version, RESTART_MESSAGE, billable_secs)
@@ -170,7 +137,7 @@ class TrainingRunner:
             if returncode == 0:
                 message = "The training process ended without writing a readable result."
             else:
-                message = crash_reason("The training process", returncode, list(last_lines))
+                message = crash_reason("The training process", returncode, last_lines)
             self._fail(version, message, billable_secs)
             return
         self._record(version, result, billable_secs)

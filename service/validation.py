@@ -6,40 +6,28 @@ import base64
 import binascii
 import functools
 import json
+import logging
 import math
-import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
 import botocore.session
-from botocore.model import ServiceModel, Shape
+from botocore.model import OperationNotFoundError, ServiceModel, Shape
 
 from service.errors import RequestError
+from service.java_patterns import java_pattern
 
 __all__ = [
     "INVALID_PARAMETER",
     "MAX_REPORTED_ERRORS",
     "SERIALIZATION_ERROR",
-    "SUPPORTED_OPERATIONS",
     "UNKNOWN_OPERATION",
     "RequestError",
     "rekognition_model",
-    "validate_request",
+    "validate_parameters",
 ]
 
-SUPPORTED_OPERATIONS = (
-    "StartMediaAnalysisJob",
-    "GetMediaAnalysisJob",
-    "ListMediaAnalysisJobs",
-    "DetectModerationLabels",
-    "CreateProject",
-    "DescribeProjects",
-    "CreateProjectVersion",
-    "DescribeProjectVersions",
-    "DeleteProjectVersion",
-    "DeleteProject",
-)
+_LOGGER = logging.getLogger(__name__)
 
 # Real Rekognition answers constraint violations with Coral's `ValidationException`, which is not
 # in the botocore model; InvalidParameterException is, so boto3 raises a modelled exception class.
@@ -61,8 +49,6 @@ _JAVA_TYPE_NAMES = {
     "boolean": "Boolean",
     "timestamp": "Date",
 }
-# Characters Java's `.` does not match (Python's `.` only excludes "\n").
-_JAVA_LINE_TERMINATORS = "\\n\\r\\u0085\\u2028\\u2029"
 
 
 @functools.cache
@@ -71,21 +57,25 @@ def rekognition_model() -> ServiceModel:
     return botocore.session.get_session().get_service_model("rekognition")
 
 
-def validate_request(operation: str, body: bytes | Mapping[str, Any]) -> dict[str, Any]:
-    """Check a request for `operation` against the model and return its cleaned parameters.
+def validate_parameters(operation: str, body: bytes | Mapping[str, Any]) -> dict[str, Any]:
+    """Check a request for `operation` against its input shape in the model and return its
+    cleaned parameters. Which operations are served is the API's to say (``service.api``).
 
     `body` is the raw JSON body or an already parsed mapping. Members the model does not know are
     dropped, JSON nulls count as absent, and blobs come back base64-decoded to bytes. Raises
-    RequestError: UnknownOperationException for an operation this API does not serve,
+    RequestError: UnknownOperationException for an operation the model does not have,
     SerializationException for a body that is not a JSON object or a value of the wrong JSON type,
     InvalidParameterException listing the constraint violations in AWS's wording.
     """
-    if operation not in SUPPORTED_OPERATIONS:
-        raise RequestError(UNKNOWN_OPERATION, f"An unknown operation was requested: {operation!r}")
+    try:
+        input_shape = rekognition_model().operation_model(operation).input_shape
+    except OperationNotFoundError:
+        raise RequestError(
+            UNKNOWN_OPERATION, f"An unknown operation was requested: {operation!r}"
+        ) from None
     params = _parse_body(body) if isinstance(body, bytes | bytearray) else body
     if not isinstance(params, Mapping):
         raise RequestError(SERIALIZATION_ERROR, "The request body must be a JSON object")
-    input_shape = rekognition_model().operation_model(operation).input_shape
     checker = _Checker()
     cleaned = checker.check(input_shape, dict(params), "")
     if checker.errors:
@@ -283,7 +273,7 @@ def _scalar_violations(shape: Shape, value: Any) -> list[str]:
     if isinstance(value, str):
         violations = _length_violations(shape, _java_length(value))
         pattern = meta.get("pattern")
-        if pattern is not None and _compiled(pattern).fullmatch(value) is None:
+        if pattern is not None and java_pattern(pattern).fullmatch(value) is None:
             violations.append(f"Member must satisfy regular expression pattern: {pattern}")
         enum = meta.get("enum")
         if enum and value not in enum:
@@ -356,67 +346,3 @@ def _truncate(text: str) -> str:
 
 def _shown(value: Any) -> str:
     return f"Value '{_truncate(_java_text(value))}'"
-
-
-@functools.cache
-def _compiled(java_pattern: str) -> re.Pattern[str]:
-    # re.ASCII: Java's \d, \w and \s are ASCII-only unless UNICODE_CHARACTER_CLASS is set.
-    return re.compile(_translate_java_regex(java_pattern), re.ASCII)
-
-
-def _translate_java_regex(pattern: str) -> str:
-    """Rewrite the Java-only parts of a model pattern (`\\p{L}`, `.`) for Python's `re`."""
-    out = []
-    in_class = False
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "\\" and index + 1 < len(pattern):
-            escape = pattern[index + 1]
-            if escape in "pP" and pattern.startswith("{", index + 2):
-                end = pattern.index("}", index + 3)
-                ranges = _category_ranges(pattern[index + 3 : end])
-                if escape == "P":
-                    if in_class:
-                        raise ValueError(f"\\P{{...}} inside a character class: {pattern}")
-                    out.append(f"[^{ranges}]")
-                else:
-                    out.append(ranges if in_class else f"[{ranges}]")
-                index = end + 1
-                continue
-            out.append(pattern[index : index + 2])
-            index += 2
-            continue
-        if char == "[" and not in_class:
-            in_class = True
-        elif char == "]" and in_class:
-            in_class = False
-        elif char == "." and not in_class:
-            char = f"[^{_JAVA_LINE_TERMINATORS}]"
-        out.append(char)
-        index += 1
-    return "".join(out)
-
-
-@functools.cache
-def _category_ranges(category: str) -> str:
-    """A character-class body matching the Unicode general category (`L`, `Lu`, `Z`, `N`, ...)."""
-    if not re.fullmatch(r"[A-Z][a-z]?", category):
-        raise ValueError(f"Unsupported Unicode property in model pattern: {category}")
-    parts = []
-    start = None
-    for code in range(0x110001):
-        inside = code < 0x110000 and unicodedata.category(chr(code)).startswith(category)
-        if inside and start is None:
-            start = code
-        elif not inside and start is not None:
-            end = code - 1
-            parts.append(_escape(start) if start == end else f"{_escape(start)}-{_escape(end)}")
-            start = None
-    if not parts:
-        raise ValueError(f"Unknown Unicode category in model pattern: {category}")
-    return "".join(parts)
-
-
-def _escape(code: int) -> str:
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

@@ -1,5 +1,6 @@
-"""What every worker process of the server shares: it dies with the server, and a crash is told
-by its last error line (its S3 flags and environment come from ``storage.environment``).
+"""The server's worker processes and the threads that watch them (``Workers``): each process dies
+with the server, and a crash is told by its last error line (its S3 flags and environment come
+from ``storage.environment``).
 
 Jobs (``service.jobs``) and adapter trainings (``service.training``) each run in a process of
 their own, so that a crash, a runaway allocation or a kill takes down that one piece of work and
@@ -8,13 +9,23 @@ never the server.
 
 from __future__ import annotations
 
+import collections
 import ctypes
+import logging
 import signal
-from collections.abc import Sequence
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
 
-__all__ = ["crash_reason", "die_with_parent"]
+from storage.environment import worker_environment
+from storage.settings import S3Settings
+
+__all__ = ["Workers", "crash_reason", "die_with_parent"]
+
+_LOGGER = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_STDERR_LINES_KEPT = 20
 
 
 def die_with_parent() -> None:
@@ -35,3 +46,72 @@ def crash_reason(what: str, returncode: int, last_lines: Sequence[str]) -> str:
     errors = [line for line in last_lines if "error" in line.lower()]
     detail = (errors or list(last_lines) or [""])[-1]
     return f"{reason} {detail}".strip()
+
+
+class Workers:
+    """The pieces of work under way, by key (a job id, a version ARN): the thread that watches
+    each, and its worker process while it runs. Stderr lines are logged at DEBUG on ``logger``."""
+
+    def __init__(self, logger: logging.Logger = _LOGGER) -> None:
+        self._logger = logger
+        self._watchers: dict[str, threading.Thread] = {}
+        self._processes: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def watch(self, key: str, name: str, target: Callable[[], None]) -> None:
+        """Runs ``target`` in a daemon thread called ``name``, the one ``wait(key)`` waits for."""
+        watcher = threading.Thread(target=target, name=name, daemon=True)
+        with self._lock:
+            self._watchers[key] = watcher
+        watcher.start()
+
+    def wait(self, key: str, timeout: float | None = None) -> None:
+        """Waits for the watcher of ``key`` to end (at once if there is none)."""
+        with self._lock:
+            watcher = self._watchers.get(key)
+        if watcher is not None:
+            watcher.join(timeout)
+
+    def start(self, key: str, command: Sequence[str], s3: S3Settings) -> subprocess.Popen:
+        """Starts the worker process of ``key``, with S3 credentials in its environment and its
+        stderr piped; OSError if it cannot start."""
+        process = subprocess.Popen(
+            list(command),
+            env=worker_environment(s3),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            preexec_fn=die_with_parent,
+        )
+        with self._lock:
+            self._processes[key] = process
+        return process
+
+    def finish(self, key: str, label: str) -> tuple[int, list[str]]:
+        """Follows the started process of ``key`` to its end: its exit status and last stderr
+        lines (each line logged as ``<label>: <line>``)."""
+        with self._lock:
+            process = self._processes[key]
+        try:
+            last_lines: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES_KEPT)
+            for line in process.stderr:
+                last_lines.append(line.rstrip())
+                self._logger.debug("%s: %s", label, line.rstrip())
+            return process.wait(), list(last_lines)
+        finally:
+            with self._lock:
+                self._processes.pop(key, None)
+
+    def process_id(self, key: str) -> int | None:
+        """The pid of the running process of ``key``, or None."""
+        with self._lock:
+            process = self._processes.get(key)
+        return process.pid if process else None
+
+    def kill_all(self) -> None:
+        """Kills every worker process still running."""
+        with self._lock:
+            processes = list(self._processes.values())
+        for process in processes:
+            process.kill()

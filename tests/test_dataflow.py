@@ -12,9 +12,11 @@ import json
 import pytest
 
 from service.dataflow import DataflowClient, DataflowError, DataflowSettings, dataflow_job_name
+from service.flags import dataflow_settings as _dataflow_settings
+from service.flags import flag_parser as _parser
+from service.flags import runner_flags as _runner_flags
 from service.jobs import JobRunner, JobSettings
 from service.registry import JobRegistry
-from service.server import _dataflow_settings, _parser, _runner_flags
 from storage.settings import S3Settings
 from tests.fake_dataflow import FakeDataflow
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -349,9 +350,57 @@ def test_unknown_operations_and_unsigned_requests(server):
 
 
 def test_request_bodies_have_a_size_limit(server):
-    from service.server import DEFAULT_MAX_BODY_BYTES
+    from service.flags import DEFAULT_MAX_BODY_BYTES
 
     big = json.dumps({"Image": {"Bytes": "A" * DEFAULT_MAX_BODY_BYTES}}).encode()
     status, body = _signed_post(server, "RekognitionService.DetectModerationLabels", big)
     assert status == 413
     assert str(DEFAULT_MAX_BODY_BYTES) in body["Message"]
+
+
+def test_the_server_process_logs_the_service_info_lines(tmp_path):
+    """``python -m service.server`` shows the service package's INFO lines on stderr: where it
+    serves, then a request refused for its signature (service.auth)."""
+    import re
+
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.server",
+            "--port=0",
+            "--allowed_locations=*",
+            f"--registry={tmp_path / 'jobs.sqlite'}",
+            "--components=open_nsfw",
+            "--backbone=none",
+        ],
+        env={**os.environ, "BEAM_MODERATION_ACCESS_KEYS": f"{KEY_ID}:{SECRET}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def read_stderr() -> None:
+        for line in process.stderr:
+            lines.append(line)
+
+    def logged(pattern: str) -> re.Match:
+        deadline = time.monotonic() + 60
+        while True:
+            for line in list(lines):
+                if match := re.search(pattern, line):
+                    return match
+            assert process.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+
+    threading.Thread(target=read_stderr, daemon=True).start()
+
+    try:
+        serving = logged(r" INFO service\.server: Serving the Rekognition API on (http://\S+)")
+        with pytest.raises(ClientError):
+            _client(serving.group(1), secret="not-the-secret").list_media_analysis_jobs()
+        logged(r" INFO service\.auth: Rejected a request with a wrong signature")
+    finally:
+        process.kill()
+        process.wait(10)

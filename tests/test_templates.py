@@ -644,11 +644,11 @@ def test_readme_tool_commands_use_known_flags():
 
 
 def _server_flags() -> set[str]:
-    from service.server import _parser
+    from service.flags import flag_parser
 
     return {
         option[2:]
-        for action in _parser()._actions
+        for action in flag_parser()._actions
         for option in action.option_strings
         if option.startswith("--")
     }

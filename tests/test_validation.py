@@ -8,12 +8,9 @@ import warnings
 
 import pytest
 
-from service.validation import (
-    SUPPORTED_OPERATIONS,
-    RequestError,
-    rekognition_model,
-    validate_request,
-)
+from service.api import OPERATIONS as SUPPORTED_OPERATIONS
+from service.api import validate_request
+from service.validation import RequestError, rekognition_model
 
 # The body the AWS CLI sends for `aws rekognition start-media-analysis-job` (REFERENCE §3), with
 # the input bucket renamed: the captured "in" is below S3Bucket's model minimum of 3, so botocore
@@ -53,7 +50,7 @@ def test_supported_operations_exist_in_the_botocore_model():
 
 
 def test_every_pattern_of_the_supported_operations_compiles():
-    from service.validation import _compiled
+    from service.java_patterns import java_pattern as _compiled
 
     def patterns(shape, seen):
         if shape.name in seen:

@@ -1,0 +1,114 @@
+"""DetectModerationLabels: one image, inline or in S3, through the base model and an adapter."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from model.confidence import DEFAULT_MIN_CONFIDENCE
+from service.adapters import LoadedAdapters
+from service.errors import RequestError
+from service.preflight import is_allowed
+from transforms.images import MAX_IMAGE_BYTES, ImageProblem, decode_image
+from transforms.records import ErrorCode
+
+__all__ = ["MAX_INLINE_IMAGE_BYTES", "ImageOperations", "SharedModel"]
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_INLINE_IMAGE_BYTES = 5 * 1024 * 1024  # Image.Bytes
+
+
+class SharedModel:
+    """The base model every request shares: loaded on first use, predicting one at a time."""
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load = load
+        self._model = None
+        self._lock = threading.Lock()
+
+    def predict(self, image, min_confidence: float, adapter=None) -> dict[str, Any]:
+        """The DetectModerationLabels response for one decoded image."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            if adapter is None:
+                (response,) = self._model.predict([image], min_confidence)
+            else:
+                (response,) = self._model.predict([image], min_confidence, adapter=adapter)
+        return response
+
+
+class ImageOperations:
+    """DetectModerationLabels of ``service.api.RekognitionApi``, over its shared model, adapters
+    and S3 client."""
+
+    model: SharedModel
+    adapters: LoadedAdapters
+    s3_client: Any
+    allowed_locations: Collection[str] | None
+
+    def detect_moderation_labels(self, params: dict) -> dict:
+        resolved = None
+        if params.get("ProjectVersion"):
+            resolved = self.adapters.resolve(params["ProjectVersion"])
+        data = self._image_bytes(params["Image"])
+        try:
+            image = decode_image(data)
+        except ImageProblem as exc:
+            if exc.code in (ErrorCode.UNSUPPORTED_IMAGE_FORMAT, ErrorCode.INVALID_IMAGE):
+                raise RequestError("InvalidImageFormatException", exc.message) from None
+            if exc.code == ErrorCode.DECOMPRESSION_BOMB:
+                raise RequestError("ImageTooLargeException", exc.message) from None
+            raise RequestError("InvalidParameterException", exc.message) from None
+        min_confidence = params.get("MinConfidence", DEFAULT_MIN_CONFIDENCE)
+        # An expired adapter is ignored, as Rekognition ignores one: the base model answers alone
+        # and the response names no ProjectVersion.
+        adapter = self.adapters.load(resolved) if resolved and not resolved.expired else None
+        response = self.model.predict(image, min_confidence, adapter=adapter)
+        if adapter is not None:
+            response["ProjectVersion"] = resolved.arn
+        return response
+
+    def _image_bytes(self, image: Mapping[str, Any]) -> bytes:
+        if ("Bytes" in image) == ("S3Object" in image):
+            raise RequestError(
+                "InvalidParameterException", "Image must have exactly one of Bytes or S3Object."
+            )
+        if "Bytes" in image:
+            data = image["Bytes"]
+            if len(data) > MAX_INLINE_IMAGE_BYTES:
+                raise RequestError(
+                    "ImageTooLargeException",
+                    f"Image.Bytes is {len(data)} bytes; the limit is {MAX_INLINE_IMAGE_BYTES}.",
+                )
+            return data
+        location = image["S3Object"]
+        bucket, name = location.get("Bucket"), location.get("Name")
+        if not bucket or not name:
+            raise RequestError("InvalidS3ObjectException", "S3Object needs a Bucket and a Name.")
+        if not is_allowed(bucket, name, self.allowed_locations):
+            raise RequestError(
+                "AccessDeniedException", f"This server may not read s3://{bucket}/{name}."
+            )
+        from botocore.exceptions import ClientError
+
+        arguments = {"Bucket": bucket, "Key": name}
+        if location.get("Version"):
+            arguments["VersionId"] = location["Version"]
+        try:
+            head = self.s3_client.head_object(**arguments)
+            if int(head.get("ContentLength", 0)) > MAX_IMAGE_BYTES:
+                raise RequestError(
+                    "ImageTooLargeException",
+                    f"s3://{bucket}/{name} is over the {MAX_IMAGE_BYTES}-byte limit.",
+                )
+            return self.s3_client.get_object(**arguments)["Body"].read()
+        except ClientError as exc:
+            raise RequestError(
+                "InvalidS3ObjectException",
+                f"Unable to get object metadata from S3. Check object key, region and/or access "
+                f"permissions. (s3://{bucket}/{name}: {exc.response['Error'].get('Code')})",
+            ) from None

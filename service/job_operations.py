@@ -1,0 +1,44 @@
+"""The bulk analysis operations: Start, Get and ListMediaAnalysisJobs."""
+
+from __future__ import annotations
+
+import logging
+
+from service.adapters import LoadedAdapters
+from service.jobs import JobRunner
+from service.registry import JobRegistry
+from service.store import page_answer
+
+__all__ = ["JobOperations"]
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class JobOperations:
+    """The job operations of ``service.api.RekognitionApi``, over its job registry and runner.
+
+    Registry errors (JobNotFound, JobLimitExceeded, ...) reach the client through the API's
+    table of error codes.
+    """
+
+    registry: JobRegistry
+    runner: JobRunner
+    adapters: LoadedAdapters
+
+    def start_media_analysis_job(self, params: dict) -> dict:
+        adapter_arn = (
+            params["OperationsConfig"].get("DetectModerationLabels", {}).get("ProjectVersion")
+        )
+        if adapter_arn:
+            self.adapters.resolve(adapter_arn)
+        job, created = self.registry.start(params)
+        if created:
+            self.runner.submit(job)
+        return {"JobId": job.job_id}
+
+    def get_media_analysis_job(self, params: dict) -> dict:
+        return self.registry.get(params["JobId"]).to_api()
+
+    def list_media_analysis_jobs(self, params: dict) -> dict:
+        jobs, token = self.registry.list(params.get("MaxResults", 100), params.get("NextToken"))
+        return page_answer("MediaAnalysisJobs", [job.to_api() for job in jobs], token)
