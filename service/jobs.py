@@ -145,6 +145,8 @@ class JobRunner:
             # from the allowed locations.
             "--source_schemes=s3",
         ]
+        if manifest.get("Version"):  # the version preflight checked, not whatever is latest
+            command.append(f"--manifest_version={manifest['Version']}")
         if settings.allowed_locations is not None:
             prefixes = ",".join(
                 f"s3://{entry}" if "/" in entry else f"s3://{entry}/"

@@ -29,6 +29,7 @@ from service.project_records import (
 from service.projects import ProjectRegistry
 from service.workers import Workers, crash_reason
 from storage.environment import s3_flags
+from storage.reading import versioned_uri
 
 __all__ = ["RESTART_MESSAGE", "TrainingRunner"]
 
@@ -40,7 +41,11 @@ _COMPLETED_FIELDS = ("F1Score", "Summary", "Adapter", "BaseModelVersion", "Backb
 def _manifests(data: dict[str, Any] | None) -> list[str]:
     assets = (data or {}).get("Assets") or []
     locations = [asset["GroundTruthManifest"]["S3Object"] for asset in assets]
-    return [f"s3://{location['Bucket']}/{location['Name']}" for location in locations]
+    # At its Version when one is given, as preflight checked it.
+    return [
+        versioned_uri(f"s3://{location['Bucket']}/{location['Name']}", location.get("Version"))
+        for location in locations
+    ]
 
 
 class TrainingRunner:

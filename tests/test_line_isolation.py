@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -222,3 +223,70 @@ def test_the_manifest_is_read_at_the_version_asked_for(tmp_path, s3, moto_server
             + FAST
             + s3_args(moto_server)
         )
+
+
+def _versioned_manifest(s3, sample_photos) -> str:
+    """``in-bucket/m.jsonl`` in a versioned bucket: the returned (older) version holds a photo
+    and a bad line, the latest only the photo."""
+    s3.put_bucket_versioning(Bucket="in-bucket", VersioningConfiguration={"Status": "Enabled"})
+    with open(sample_photos["coffee.jpg"], "rb") as f:
+        s3.put_object(Bucket="in-bucket", Key="coffee.jpg", Body=f.read())
+    photo = _line("s3://in-bucket/coffee.jpg")
+    older = s3.put_object(Bucket="in-bucket", Key="m.jsonl", Body=photo + b"\nnot json\n")
+    s3.put_object(Bucket="in-bucket", Key="m.jsonl", Body=photo + b"\n")
+    return older["VersionId"]
+
+
+@pytest.mark.slow
+def test_a_job_reads_the_manifest_version_it_was_started_with(server, s3, sample_photos):
+    from tests.conftest import rekognition_client
+
+    version = _versioned_manifest(s3, sample_photos)
+    client = rekognition_client(server)
+    job_id = client.start_media_analysis_job(
+        OperationsConfig={"DetectModerationLabels": {"MinConfidence": 50}},
+        Input={"S3Object": {"Bucket": "in-bucket", "Name": "m.jsonl", "Version": version}},
+        OutputConfig={"S3Bucket": "out-bucket", "S3KeyPrefix": "results"},
+    )["JobId"]
+    job = client.get_media_analysis_job(JobId=job_id)
+    for _ in range(600):
+        if job["Status"] in ("SUCCEEDED", "FAILED"):
+            break
+        time.sleep(0.5)
+        job = client.get_media_analysis_job(JobId=job_id)
+    assert job["Status"] == "SUCCEEDED", job
+    summary_key = job["ManifestSummary"]["S3Object"]["Name"]
+    summary = json.loads(s3.get_object(Bucket="out-bucket", Key=summary_key)["Body"].read())
+    assert summary["statistics"] == {
+        "total-json-lines": 2,
+        "valid-json-lines": 1,
+        "invalid-json-lines": 1,
+    }
+
+
+def test_training_reads_its_manifests_at_their_versions(s3, moto_server, sample_photos):
+    """The training runner names each manifest's Version, and the trainer's reader reads it."""
+    from service.training import _manifests
+    from storage.settings import S3Settings
+    from training.json_lines import read_lines
+
+    s3.create_bucket(Bucket="in-bucket")
+    version = _versioned_manifest(s3, sample_photos)
+    data = {
+        "Assets": [
+            {"GroundTruthManifest": {"S3Object": {"Bucket": "in-bucket", "Name": "m.jsonl"}}},
+            {
+                "GroundTruthManifest": {
+                    "S3Object": {"Bucket": "in-bucket", "Name": "m.jsonl", "Version": version}
+                }
+            },
+        ]
+    }
+    latest, older = _manifests(data)
+    assert latest == "s3://in-bucket/m.jsonl"
+    assert older == f"s3://in-bucket/m.jsonl?versionId={version}"
+    settings = S3Settings(endpoint_url=moto_server, region_name="us-east-1")
+    assert [n for n, _ in read_lines(latest, "--training_manifest", s3=settings)] == [1]
+    assert [n for n, _ in read_lines(older, "--training_manifest", s3=settings)] == [1, 2]
+    with pytest.raises(ValueError, match="does not exist"):
+        list(read_lines(f"{latest}?versionId=nope", "--training_manifest", s3=settings))
