@@ -59,8 +59,18 @@ class Workers:
         self._lock = threading.Lock()
 
     def watch(self, key: str, name: str, target: Callable[[], None]) -> None:
-        """Runs ``target`` in a daemon thread called ``name``, the one ``wait(key)`` waits for."""
-        watcher = threading.Thread(target=target, name=name, daemon=True)
+        """Runs ``target`` in a daemon thread called ``name``, the one ``wait(key)`` waits for;
+        the thread is forgotten when it ends, so a long-lived server keeps none of them."""
+
+        def run() -> None:
+            try:
+                target()
+            finally:
+                with self._lock:
+                    if self._watchers.get(key) is threading.current_thread():
+                        del self._watchers[key]
+
+        watcher = threading.Thread(target=run, name=name, daemon=True)
         with self._lock:
             self._watchers[key] = watcher
         watcher.start()
