@@ -11,8 +11,9 @@ from model.confidence import DEFAULT_MIN_CONFIDENCE
 from service.adapters import LoadedAdapters
 from service.errors import RequestError
 from service.preflight import is_allowed
-from transforms.images import MAX_IMAGE_BYTES, ImageProblem, decode_image
-from transforms.records import ErrorCode
+from transforms.fetching import MAX_IMAGE_BYTES
+from transforms.images import decode_image
+from transforms.records import ErrorCode, ImageProblem
 
 __all__ = ["MAX_INLINE_IMAGE_BYTES", "ImageOperations", "SharedModel"]
 

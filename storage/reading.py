@@ -48,6 +48,8 @@ def split_versioned_uri(uri: str) -> tuple[str, str | None]:
 def exists(path: str, *, version: str | None = None, s3: S3Settings | None = None) -> bool:
     """Whether ``path`` (at S3 object ``version``, when given) can be found."""
     if version is None:
+        if s3 is not None:
+            s3.ensure_filesystems()
         return FileSystems.exists(path)
     from botocore.exceptions import ClientError
 
@@ -85,8 +87,11 @@ def open_for_reading(
     path: str, *, version: str | None = None, s3: S3Settings | None = None
 ) -> BinaryIO:
     """A binary stream of ``path`` (local, ``s3://``, ``gs://``); with ``version``, that S3
-    object version (Beam's FileSystems read only the latest one)."""
+    object version (Beam's FileSystems read only the latest one). ``s3``: the settings to read
+    ``s3://`` with where Beam's FileSystems have none."""
     if version is None:
+        if s3 is not None:
+            s3.ensure_filesystems()
         return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     if not path.startswith("s3://"):
         raise ValueError(f"an object version applies to s3:// objects only, not {path}")

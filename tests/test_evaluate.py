@@ -19,8 +19,7 @@ from training.ground_truth import (
 )
 from training.metrics import Evaluation, LabelCounts, expand_labels
 from training.scoring import evaluate
-from transforms.images import ImageProblem
-from transforms.records import ErrorCode
+from transforms.records import ErrorCode, ImageProblem
 
 
 def truth(number: int, labels=(), content_types=None, source_ref: str | None = None):

@@ -36,10 +36,11 @@ from hypothesis import strategies as st
 
 from tests import hostile as H
 from tests.conftest import parse_jsonl
-from transforms.images import ImageProblem, decode_image, fetch_image_bytes
+from transforms.fetching import fetch_image_bytes
+from transforms.images import decode_image
 from transforms.manifest import MAX_LINE_BYTES, ValidateManifestLine, read_manifest_lines
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
-from transforms.records import ErrorCode, ManifestError, ManifestLine
+from transforms.records import ErrorCode, ImageProblem, ManifestError, ManifestLine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LARGE_SEED = 20240611

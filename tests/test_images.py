@@ -13,16 +13,9 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from transforms.images import (
-    DECODE_MAX_SIDE,
-    MAX_SIDE,
-    MIN_SIDE,
-    ImageProblem,
-    LoadImages,
-    decode_image,
-    fetch_image_bytes,
-)
-from transforms.records import ErrorCode, ManifestLine
+from transforms.fetching import fetch_image_bytes
+from transforms.images import DECODE_MAX_SIDE, MAX_SIDE, MIN_SIDE, LoadImages, decode_image
+from transforms.records import ErrorCode, ImageProblem, ManifestLine
 
 
 def _noise(width, height, seed=0):
@@ -480,7 +473,7 @@ def test_load_images_emits_every_line_once(tmp_path, concurrency):
 def test_s3_client_errors_are_classified(error_code, expected):
     from botocore.exceptions import ClientError
 
-    from transforms.images import _storage_problem
+    from transforms.fetching import _storage_problem
 
     error = ClientError({"Error": {"Code": error_code, "Message": "x"}}, "GetObject")
     problem = _storage_problem("s3://bucket/key.jpg", error)

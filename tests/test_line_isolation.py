@@ -266,6 +266,8 @@ def test_a_job_reads_the_manifest_version_it_was_started_with(server, s3, sample
 
 def test_training_reads_its_manifests_at_their_versions(s3, moto_server, sample_photos):
     """The training runner names each manifest's Version, and the trainer's reader reads it."""
+    from apache_beam.io.filesystems import FileSystems
+
     from service.training import _manifests
     from storage.settings import S3Settings
     from training.json_lines import read_lines
@@ -286,6 +288,8 @@ def test_training_reads_its_manifests_at_their_versions(s3, moto_server, sample_
     assert latest == "s3://in-bucket/m.jsonl"
     assert older == f"s3://in-bucket/m.jsonl?versionId={version}"
     settings = S3Settings(endpoint_url=moto_server, region_name="us-east-1")
+    # As the trainer's command line does: the latest versions are read through Beam's FileSystems.
+    FileSystems.set_options(settings.pipeline_options())
     assert [n for n, _ in read_lines(latest, "--training_manifest", s3=settings)] == [1]
     assert [n for n, _ in read_lines(older, "--training_manifest", s3=settings)] == [1, 2]
     with pytest.raises(ValueError, match="does not exist"):

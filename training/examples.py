@@ -13,7 +13,7 @@ from model.label_map import label_confidences, label_evidence
 from model.taxonomy import TAXONOMY, TaxonomyLabel, custom_label
 from storage.settings import S3Settings
 from training.ground_truth import GroundTruthLine, ManifestProblem, read_ground_truth
-from transforms.images import ImageProblem
+from transforms.records import ImageProblem
 
 __all__ = [
     "TEST_SHARE",

@@ -14,8 +14,9 @@ import numpy as np
 from storage.settings import S3Settings
 from training.ground_truth import GroundTruthLine
 from training.metrics import Evaluation
-from transforms.images import ImageProblem, decode_image, fetch_image_bytes
-from transforms.records import ErrorCode
+from transforms.fetching import fetch_image_bytes
+from transforms.images import decode_image
+from transforms.records import ErrorCode, ImageProblem
 
 __all__ = ["evaluate", "image_loader"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["ManifestLine", "ManifestError", "ErrorCode"]
+__all__ = ["ManifestLine", "ManifestError", "ErrorCode", "ImageProblem"]
 
 
 class ManifestLine(NamedTuple):
@@ -60,3 +60,12 @@ class ErrorCode:
     @classmethod
     def all(cls) -> list[str]:
         return sorted(v for k, v in vars(cls).items() if k.isupper())
+
+
+class ImageProblem(Exception):
+    """Why one image cannot be analysed: an ``ErrorCode`` and a message for the summary."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
