@@ -31,11 +31,14 @@ setup(
         "s3fs==2026.9.0",
         # tensorflow-hub 0.16 imports pkg_resources, which setuptools 81 removed.
         "setuptools<81",
+        # The web application (the API, and the console to come), served by uvicorn.
+        "starlette>=1.0",
         # The plain wheel runs on CPU; GPU workers install tensorflow[and-cuda] of this version.
         "tensorflow==2.21.0",
         "tensorflow-hub==0.16.1",
         # Beam's TensorFlow handler loads SavedModels with Keras 2 (TF_USE_LEGACY_KERAS=1).
         "tf-keras==2.21.0",
+        "uvicorn>=0.30",
     ],
     extras_require={
         # NudeNet's weights are AGPL-3.0: an opt-in extra, never a hard dependency.

@@ -9,14 +9,14 @@ signed with SigV4 by one of the configured key pairs.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
+import socket
 import sys
+import threading
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pipeline.logs import configure_logging
+from service.app import build_app
 from service.flags import (
     access_keys,
     allowed_locations,
@@ -31,7 +31,7 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def build_server(argv: Sequence[str]):
-    """The HTTP server for these flags (not yet serving), with its API."""
+    """The server for these flags (bound, not yet serving), with its API."""
     import boto3
 
     from model.backbone import Backbone
@@ -88,71 +88,49 @@ def build_server(argv: Sequence[str]):
         ),
         allowed_locations=allowed,
     )
-    max_body = args.max_body_bytes
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > max_body:
-                # Read the body away (without keeping it) so the client gets the answer, not a
-                # broken connection halfway through its upload.
-                remaining = length
-                while remaining > 0:
-                    chunk = self.rfile.read(min(remaining, 1 << 16))
-                    if not chunk:
-                        break
-                    remaining -= len(chunk)
-                self._send(
-                    413,
-                    {"Content-Type": "application/x-amz-json-1.1"},
-                    json.dumps(
-                        {
-                            "__type": "SerializationException",
-                            "Message": f"The request body is over {max_body} bytes.",
-                            "Code": "SerializationException",
-                        }
-                    ).encode(),
-                )
-                self.close_connection = True
-                return
-            body = self.rfile.read(length)
-            path, _, query = self.path.partition("?")
-            status, headers, payload = api.handle("POST", path, query, dict(self.headers), body)
-            self._send(status, headers, payload)
-
-        def do_GET(self):  # noqa: N802
-            status, headers, payload = api.handle("GET", self.path, "", dict(self.headers), b"")
-            self._send(status, headers, payload)
-
-        def _send(self, status: int, headers: dict, payload: bytes) -> None:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("x-amzn-RequestId", os.urandom(16).hex())
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format, *args):  # noqa: A002 - http.server's signature
-            _LOGGER.debug("%s - %s", self.address_string(), format % args)
-
-    server = _ApiServer((args.host, args.port), Handler)
-    server.daemon_threads = True
-    server.api = api
-    return server
+    app = build_app(api, max_body_bytes=args.max_body_bytes)
+    return ApiServer(app, args.host, args.port, api=api)
 
 
-class _ApiServer(ThreadingHTTPServer):
-    api = None
+class ApiServer:
+    """The application served by uvicorn on a socket bound at once (port 0 picks a free one),
+    with the calls of ``socketserver``'s servers: ``serve_forever`` (blocks), ``shutdown`` (from
+    another thread), ``server_close``, ``server_address``."""
+
+    def __init__(self, app, host: str, port: int, *, api=None):
+        import uvicorn
+
+        self.api = api
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.create_server((host, port), family=family, backlog=128)
+        self.server_address = self._socket.getsockname()
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # the process's own logging (pipeline.logs) applies
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._stopped = threading.Event()
+
+    def serve_forever(self) -> None:
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stops serving and waits until ``serve_forever`` has returned."""
+        self._server.should_exit = True
+        self._stopped.wait(30)
 
     def server_close(self) -> None:
         # Trainings would die with the process anyway; a server closed inside a longer-lived
         # process (tests, an embedding application) must not leave them running.
         if self.api is not None:
             self.api.trainer.stop()
-        super().server_close()
+        self._socket.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
