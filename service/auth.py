@@ -1,8 +1,10 @@
 """AWS Signature Version 4 verification for requests to the Rekognition-compatible API.
 
 The real boto3 client and AWS CLI sign every request with SigV4 (service name ``rekognition``).
-``verify_sigv4`` rebuilds the canonical request from what arrived on the wire, signs it with the
-secret configured for the caller's access key id, and compares. Failures raise ``AuthError`` with
+``verify_sigv4`` checks the Authorization header's form, date and credential scope itself, then
+has botocore's own signer (``botocore.auth.SigV4Auth``) sign what arrived on the wire (the
+headers the client signed, the exact body) with the secret configured for the caller's access key
+id, and compares. Failures raise ``AuthError`` with
 the error code, message and HTTP status that AWS JSON (Coral) services answer, so a client sees
 the same ``ClientError`` it would see from AWS.
 
@@ -26,9 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import parse_qsl, quote
 
-from botocore.utils import normalize_url_path
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from service.errors import RequestError
 
@@ -229,29 +232,18 @@ def verify_sigv4(
         _LOGGER.info("Rejected a request whose X-Amz-Content-SHA256 does not match its body")
         raise AuthError(INVALID_SIGNATURE, _MSG_SIGNATURE_MISMATCH)
 
-    canonical_request = "\n".join(
-        [
-            method.upper(),
-            _canonical_uri(path),
-            _canonical_query_string(query_string),
-            _canonical_headers(authorization.signed_headers, lower_headers),
-            ";".join(authorization.signed_headers),
-            payload_hash,
-        ]
-    )
-    string_to_sign = "\n".join(
-        [
-            _ALGORITHM,
-            amz_date,
-            scope,
-            hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
-        ]
-    )
     date_stamp, region, scope_service, _ = scope.split("/")
-    signing_key = _hmac(("AWS4" + secret).encode("utf-8"), date_stamp)
-    for part in (region, scope_service, _TERMINATOR):
-        signing_key = _hmac(signing_key, part)
-    expected = hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    expected = _expected_signature(
+        method,
+        path,
+        query_string,
+        {name: lower_headers.get(name, "") for name in authorization.signed_headers},
+        body,
+        Credentials(access_key_id, secret),
+        amz_date,
+        region,
+        scope_service,
+    )
     # Bytes, not str: compare_digest refuses non-ASCII str, and the signature is untrusted input.
     if not hmac.compare_digest(expected.encode(), authorization.signature.encode("utf-8")):
         _LOGGER.info("Rejected a request with a wrong signature for key id %r", access_key_id)
@@ -350,24 +342,29 @@ def _check_credential(credential: str, amz_date: str, service: str) -> tuple[str
     return access_key_id, "/".join(parts[1:])
 
 
-def _canonical_uri(path: str) -> str:
-    # Non-S3 services sign the normalized path encoded once more, as botocore does.
-    return quote(normalize_url_path(path or "/"), safe="/~")
-
-
-def _canonical_query_string(query_string: str) -> str:
-    pairs = parse_qsl(query_string.lstrip("?"), keep_blank_values=True)
-    encoded = sorted((quote(key, safe="-_.~"), quote(value, safe="-_.~")) for key, value in pairs)
-    return "&".join(f"{key}={value}" for key, value in encoded)
-
-
-def _canonical_headers(signed_headers: list[str], lower_headers: Mapping[str, str]) -> str:
-    lines = [
-        f"{name}:{' '.join(str(lower_headers.get(name, '')).split())}"
-        for name in sorted(signed_headers)
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+def _expected_signature(
+    method: str,
+    path: str,
+    query_string: str,
+    signed_headers: Mapping[str, str],
+    body: bytes,
+    credentials: Credentials,
+    amz_date: str,
+    region: str,
+    service: str,
+) -> str:
+    """The signature botocore's own signer gives this request: the clients are botocore, so
+    their canonicalisation is the one to agree with. Only the headers the client signed are
+    given to it, each with the value that arrived."""
+    host = signed_headers.get("host", "")
+    query = f"?{query_string.lstrip('?')}" if query_string.lstrip("?") else ""
+    request = AWSRequest(
+        method=method.upper(),
+        url=f"http://{host}{path or '/'}{query}",
+        headers=dict(signed_headers),
+        data=body,
+    )
+    request.context["timestamp"] = amz_date
+    signer = SigV4Auth(credentials, service, region)
+    canonical_request = signer.canonical_request(request)
+    return signer.signature(signer.string_to_sign(request, canonical_request), request)
