@@ -15,7 +15,10 @@ def add_confidence_argument(
 ) -> None:
     """Adds ``flag`` (a float defaulting to ``DEFAULT_MIN_CONFIDENCE``) to an argparse parser."""
     parser.add_argument(
-        flag, type=float, default=DEFAULT_MIN_CONFIDENCE, help=f"{help} Default: 50."
+        flag,
+        type=float,
+        default=DEFAULT_MIN_CONFIDENCE,
+        help=f"{help} Default: {DEFAULT_MIN_CONFIDENCE:g}.",
     )
 
 

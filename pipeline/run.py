@@ -16,7 +16,7 @@ from pipeline.graph import build_pipeline
 from pipeline.logs import configure_logging
 from pipeline.options import ModerationOptions, moderation_parser, validate_options
 from storage.outputs import join
-from storage.reading import split_s3_uri
+from storage.reading import exists
 from storage.settings import S3Settings
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
 
@@ -27,22 +27,21 @@ _LOGGER = logging.getLogger(__name__)
 
 def _check_locations(options: ModerationOptions, s3: S3Settings) -> None:
     """Fails early, naming the flag, when the manifest or the output cannot work."""
-    if options.manifest_version:
-        bucket, key = split_s3_uri(options.manifest)
-        try:
-            s3.client().head_object(Bucket=bucket, Key=key, VersionId=options.manifest_version)
-        except Exception as exc:
-            raise ValueError(
-                f"--manifest {options.manifest} has no version {options.manifest_version} "
-                f"that can be read ({exc})"
-            ) from exc
-    else:
-        try:
-            exists = FileSystems.exists(options.manifest)
-        except Exception as exc:
-            raise ValueError(f"--manifest {options.manifest} cannot be checked: {exc}") from exc
-        if not exists:
-            raise ValueError(f"--manifest {options.manifest} does not exist")
+    manifest, version = options.manifest, options.manifest_version
+    missing = (
+        f"--manifest {manifest} has no version {version} that can be read"
+        if version
+        else f"--manifest {manifest} does not exist"
+    )
+    try:
+        found = exists(manifest, version=version, s3=s3)
+    except Exception as exc:
+        detail = (
+            f"{missing} ({exc})" if version else f"--manifest {manifest} cannot be checked: {exc}"
+        )
+        raise ValueError(detail) from exc
+    if not found:
+        raise ValueError(missing)
     output = options.output
     if output.startswith("s3://"):
         bucket = output[len("s3://") :].split("/", 1)[0]

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from model.taxonomy import CONTENT_TYPES, TAXONOMY, TaxonomyLabel
+from storage.reading import split_versioned_uri
 from storage.settings import S3Settings
 from training.custom_labels import unknown_label
 from training.json_lines import LineProblem, json_object, read_lines, source_ref_of
@@ -110,7 +111,8 @@ def read_ground_truth(
     ``s3://bucket/key?versionId=ID`` manifest)."""
     for number, raw in read_lines(path, "--manifest", ManifestProblem, s3):
         line = parse_ground_truth_line(number, raw, custom_labels)
-        yield line._replace(source_ref=_resolve(line.source_ref, path))
+        # Relative to the manifest's folder, whatever its version id holds (it may hold a /).
+        yield line._replace(source_ref=_resolve(line.source_ref, split_versioned_uri(path)[0]))
 
 
 def _resolve(source_ref: str, manifest: str) -> str:

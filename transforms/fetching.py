@@ -17,6 +17,7 @@ from collections.abc import Callable
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from storage.reading import split_s3_uri
 from transforms.records import ErrorCode, ImageProblem
 
 __all__ = ["MAX_IMAGE_BYTES", "READ_ATTEMPTS", "ShortRead", "fetch_image_bytes"]
@@ -100,7 +101,7 @@ def _is_interrupted_read(exc: Exception) -> bool:
 
 
 def _read_s3_object(client, path: str, max_bytes: int) -> bytes:
-    bucket, _, key = path[len("s3://") :].partition("/")
+    bucket, key = split_s3_uri(path)
     response = client.get_object(Bucket=bucket, Key=key)
     body = response["Body"]
     try:
