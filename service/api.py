@@ -73,11 +73,7 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations):
             lower = {name.lower(): value for name, value in headers.items()}
             target = lower.get("x-amz-target", "")
             operation = target[len(_TARGET_PREFIX) :] if target.startswith(_TARGET_PREFIX) else ""
-            params = validate_request(operation, body, target=target)
-            try:
-                answer = OPERATIONS[operation](self, params)
-            except _MAPPED_ERRORS as exc:
-                raise RequestError(_error_code(exc), str(exc)) from None
+            answer = self.call(operation, body, target=target)
             return 200, {"Content-Type": _CONTENT_TYPE}, json.dumps(answer).encode()
         except RequestError as exc:
             return (
@@ -89,6 +85,19 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations):
             _LOGGER.exception("Internal error")
             error = RequestError("InternalServerError", "Internal server error.", 500)
             return 500, {"Content-Type": _CONTENT_TYPE}, json.dumps(error.to_body()).encode()
+
+
+    def call(
+        self, operation: str, params: bytes | Mapping[str, Any], *, target: str | None = None
+    ) -> dict[str, Any]:
+        """One operation of ``OPERATIONS`` for a caller already authenticated (a signed request,
+        or a console session): validated against the botocore model and dispatched exactly as a
+        request of a client would be; errors are the client's (``RequestError``)."""
+        params = validate_request(operation, params, target=target)
+        try:
+            return OPERATIONS[operation](self, params)
+        except _MAPPED_ERRORS as exc:
+            raise RequestError(_error_code(exc), str(exc)) from None
 
 
 # The operations served, each by its method: the API dispatches on this table, and requests are

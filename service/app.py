@@ -1,4 +1,5 @@
-"""The web application: the Rekognition API (AWS JSON 1.1) at ``POST /``, on Starlette.
+"""The web application: the Rekognition API (AWS JSON 1.1) at ``POST /``, and the console at
+``/console/`` (``service.console``), on Starlette, in one process over one registry.
 
 ``RekognitionApi.handle`` answers each request as it arrived; this module only moves bytes
 between it and the ASGI server, in a worker thread (the API blocks: SQLite, S3, the model).
@@ -13,7 +14,8 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import RedirectResponse
+from starlette.routing import Mount, Route
 
 __all__ = ["build_app"]
 
@@ -39,8 +41,9 @@ async def _read_body(request: Request, max_bytes: int) -> bytes | None:
     return None if chunks is None else b"".join(chunks)
 
 
-def build_app(api, *, max_body_bytes: int) -> Starlette:
-    """The application over ``api`` (a ``service.api.RekognitionApi``)."""
+def build_app(api, *, max_body_bytes: int, console=None) -> Starlette:
+    """The application over ``api`` (a ``service.api.RekognitionApi``), with ``console`` (an
+    ASGI application, ``service.console.build_console``) mounted at ``/console`` if given."""
 
     async def aws_json(request: Request) -> Response:
         body = await _read_body(request, max_body_bytes)
@@ -62,4 +65,12 @@ def build_app(api, *, max_body_bytes: int) -> Starlette:
         headers = {**headers, "x-amzn-RequestId": os.urandom(16).hex()}
         return Response(payload, status_code=status, headers=headers)
 
-    return Starlette(routes=[Route("/{path:path}", aws_json, methods=["GET", "POST"])])
+    routes = []
+    if console is not None:
+
+        async def to_console(request: Request) -> Response:
+            return RedirectResponse("/console/", status_code=307)
+
+        routes += [Route("/console", to_console), Mount("/console", app=console)]
+    routes.append(Route("/{path:path}", aws_json, methods=["GET", "POST"]))
+    return Starlette(routes=routes)

@@ -155,6 +155,56 @@ def flag_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kms_endpoint_url", default=None, help="KMS endpoint for KmsKeyId checks. Default: AWS."
     )
+    console = parser.add_argument_group(
+        "console", "The web console at /console/ (sign in with one of the access key pairs)."
+    )
+    console.add_argument(
+        "--no_console", action="store_true", help="Serve the API only, no console."
+    )
+    console.add_argument(
+        "--console_storage",
+        default=None,
+        help="bucket/prefix (within --allowed_locations) where the console keeps what it "
+        "writes: uploaded images and their manifests, job outputs, verified ground truth, "
+        "adapters. Default: <first allowed location>/console.",
+    )
+    console.add_argument(
+        "--console_cache_dir",
+        default=None,
+        help="Folder of the thumbnail cache. Default: thumbnails/ beside --registry.",
+    )
+    console.add_argument(
+        "--console_cache_mb",
+        type=int,
+        default=256,
+        help="Size bound of the thumbnail cache, in MB; the least recently used go first. "
+        "Default: 256.",
+    )
+    console.add_argument(
+        "--console_session_hours",
+        type=float,
+        default=12.0,
+        help="How long a console sign-in lasts. Default: 12.",
+    )
+    console.add_argument(
+        "--behind_tls",
+        action="store_true",
+        help="The server is reached over HTTPS (a TLS proxy in front): console cookies are "
+        "marked Secure.",
+    )
+    console.add_argument(
+        "--max_upload_images",
+        type=int,
+        default=100,
+        help="Images one upload may hold. Default: 100.",
+    )
+    console.add_argument(
+        "--max_upload_mb",
+        type=float,
+        default=15.0,
+        help="Largest uploaded image, in MB (Rekognition's limit for an image in S3). "
+        "Default: 15.",
+    )
     return parser
 
 

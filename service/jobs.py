@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from model.confidence import DEFAULT_MIN_CONFIDENCE
@@ -85,6 +85,8 @@ class JobRunner:
         self._s3_client = s3_client
         self._kms_client = kms_client
         self._workers = Workers(_LOGGER)
+        # Called with the job's record once it has SUCCEEDED (the console indexes its results).
+        self.on_succeeded: list[Callable[[JobRecord], None]] = []
 
     def recover(self) -> list[str]:
         """At server start: every unfinished job lost its watcher (and its process) with the
@@ -113,6 +115,10 @@ class JobRunner:
     def process_id(self, job_id: str) -> int | None:
         return self._workers.process_id(job_id)
 
+    def progress(self, job_id: str) -> tuple[int, int] | None:
+        """``(manifest lines done, lines in all)`` of a job running here, as it last reported."""
+        return self._workers.progress(job_id)
+
     def command(self, job: JobRecord) -> list[str]:
         """The local process that runs (or, on a portable runner, launches) the job."""
         return [
@@ -140,7 +146,7 @@ class JobRunner:
             f"--output=s3://{bucket}/{output_prefix(job)}",
             f"--min_confidence={config.get('MinConfidence', DEFAULT_MIN_CONFIDENCE)}",
             f"--components={settings.components}",
-            "--progress_interval_secs=30",
+            "--progress_interval_secs=5",
             # Through the API, images come from S3 only (never the server's own disk), and only
             # from the allowed locations.
             "--source_schemes=s3",
@@ -247,6 +253,12 @@ class JobRunner:
                 self.settings.components, self.settings.backbone
             ),
         )
+        record = self.registry.get(job.job_id)
+        for listener in self.on_succeeded:
+            try:
+                listener(record)
+            except Exception:  # the job has succeeded whatever a listener does
+                _LOGGER.exception("After job %s succeeded", job.job_id)
 
     def _record_outcome(self, job: JobRecord, returncode: int, last_lines: list[str]) -> None:
         if returncode == 0:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from pipeline.logs import configure_logging
 from service.app import build_app
+from service.console.settings import console_settings
 from service.flags import (
     access_keys,
     allowed_locations,
@@ -88,8 +89,14 @@ def build_server(argv: Sequence[str]):
         ),
         allowed_locations=allowed,
     )
-    app = build_app(api, max_body_bytes=args.max_body_bytes)
-    return ApiServer(app, args.host, args.port, api=api)
+    console = None
+    settings = console_settings(args, allowed)
+    if settings is not None:
+        from service.console.app import build_console
+
+        console = build_console(api, settings)
+    app = build_app(api, max_body_bytes=args.max_body_bytes, console=console)
+    return ApiServer(app, args.host, args.port, api=api, console=console is not None)
 
 
 class ApiServer:
@@ -97,10 +104,11 @@ class ApiServer:
     with the calls of ``socketserver``'s servers: ``serve_forever`` (blocks), ``shutdown`` (from
     another thread), ``server_close``, ``server_address``."""
 
-    def __init__(self, app, host: str, port: int, *, api=None):
+    def __init__(self, app, host: str, port: int, *, api=None, console: bool = False):
         import uvicorn
 
         self.api = api
+        self.console = console
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.create_server((host, port), family=family, backlog=128)
         self.server_address = self._socket.getsockname()
@@ -142,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     host, port = server.server_address[:2]
     _LOGGER.info("Serving the Rekognition API on http://%s:%s", host, port)
+    if server.console:
+        _LOGGER.info(
+            "The console is at http://%s:%s/console/ (sign in with an access key pair)", host, port
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -71,6 +71,14 @@ class SqliteStore:
             (key,) = db.execute("SELECT value FROM settings WHERE name = 'token_key'").fetchone()
         self._token_key = bytes.fromhex(key)
 
+    def setting(self, name: str, make: Callable[[], str]) -> str:
+        """A value kept in the file under ``name``: made by ``make`` the first time it is asked
+        for, the same ever after (across threads, processes and restarts)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO settings VALUES (?, ?)", (name, make()))
+            (value,) = db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return value
+
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         db = getattr(self._local, "db", None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import logging
+import re
 import signal
 import subprocess
 import threading
@@ -26,6 +27,8 @@ _LOGGER = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _STDERR_LINES_KEPT = 20
+# What pipeline.run logs as it goes (transforms.moderation.ReportProgress).
+_PROGRESS = re.compile(r"Progress: (\d+) of (\d+) manifest lines done")
 
 
 def die_with_parent() -> None:
@@ -56,6 +59,7 @@ class Workers:
         self._logger = logger
         self._watchers: dict[str, threading.Thread] = {}
         self._processes: dict[str, subprocess.Popen] = {}
+        self._progress: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
     def watch(self, key: str, name: str, target: Callable[[], None]) -> None:
@@ -108,10 +112,20 @@ class Workers:
             for line in process.stderr:
                 last_lines.append(line.rstrip())
                 self._logger.debug("%s: %s", label, line.rstrip())
+                progress = _PROGRESS.search(line)
+                if progress:
+                    with self._lock:
+                        self._progress[key] = (int(progress[1]), int(progress[2]))
             return process.wait(), list(last_lines)
         finally:
             with self._lock:
                 self._processes.pop(key, None)
+                self._progress.pop(key, None)
+
+    def progress(self, key: str) -> tuple[int, int] | None:
+        """``(lines done, lines in all)`` as the running process of ``key`` last reported it."""
+        with self._lock:
+            return self._progress.get(key)
 
     def process_id(self, key: str) -> int | None:
         """The pid of the running process of ``key``, or None."""

@@ -1,0 +1,311 @@
+"""Adapter pages: the Custom Moderation projects and their versions (status, evaluation,
+delete), and *Train an adapter* from a job's verified predictions.
+
+Training goes through ``CreateProject`` and ``CreateProjectVersion`` (``Console.call``): the same
+path, checks and errors as a boto3 client's request. The ground truth it trains on is exported
+from the job's decisions by ``verify_pages.export_ground_truth``, the code the CLI shares.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from service.console.jobs_pages import ensure_indexed, job_view
+from service.console.web import Console, action, api_message, page
+from service.errors import RequestError
+from training.label_selection import MIN_TEST_IMAGES
+
+__all__ = ["routes", "trained_adapters"]
+
+FEATURE = "CONTENT_MODERATION"
+_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
+
+
+async def _all_pages(console: Console, operation: str, params: dict, key: str) -> list[dict]:
+    items: list[dict] = []
+    params = dict(params)
+    while True:
+        answer = await console.call(operation, params)
+        items += answer[key]
+        if not answer.get("NextToken"):
+            return items
+        params["NextToken"] = answer["NextToken"]
+
+
+async def adapter_projects(console: Console) -> list[dict[str, Any]]:
+    """Every Custom Moderation project with its versions, newest first."""
+    projects = await _all_pages(
+        console,
+        "DescribeProjects",
+        {"Features": [FEATURE], "MaxResults": 100},
+        "ProjectDescriptions",
+    )
+    for project in projects:
+        project["Name"] = project["ProjectArn"].split(":", 5)[-1].split("/")[1]
+        versions = await _all_pages(
+            console,
+            "DescribeProjectVersions",
+            {"ProjectArn": project["ProjectArn"], "MaxResults": 100},
+            "ProjectVersionDescriptions",
+        )
+        for version in versions:
+            version["Name"] = version["ProjectVersionArn"].split("/version/")[1].split("/")[0]
+        project["Versions"] = versions
+    return projects
+
+
+async def trained_adapters(console: Console) -> list[dict[str, str]]:
+    """The adapters a job or DetectModerationLabels can use: ``[{"arn", "name"}]``."""
+    found = []
+    for project in await adapter_projects(console):
+        for version in project["Versions"]:
+            if version["Status"] == "TRAINING_COMPLETED":
+                found.append(
+                    {
+                        "arn": version["ProjectVersionArn"],
+                        "name": f"{project['Name']} / {version['Name']}",
+                    }
+                )
+    return found
+
+
+def _read_summary(console: Console, version: dict[str, Any]) -> dict[str, Any] | None:
+    location = version.get("EvaluationResult", {}).get("Summary", {}).get("S3Object")
+    if not location:
+        return None
+    try:
+        body = console.api.s3_client.get_object(Bucket=location["Bucket"], Key=location["Name"])
+        return json.loads(body["Body"].read())
+    except (ClientError, BotoCoreError, ValueError):
+        return None
+
+
+def _evaluation_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per adapted label: the base model's and the adapter's precision, recall and F1."""
+    rows = []
+    for entry in [
+        *summary.get("Labels", []),
+        {"Name": "All adapted labels", **summary.get("Overall", {})},
+    ]:
+        base, adapted = entry.get("BaseModel", {}), entry.get("Adapter", {})
+        row = {"name": entry["Name"], "custom": entry.get("Custom", False), "metrics": []}
+        for metric in ("Precision", "Recall", "F1Score"):
+            before, after = base.get(metric), adapted.get(metric)
+            change = ""
+            if before is not None and after is not None:
+                change = "better" if after > before else "worse" if after < before else ""
+            row["metrics"].append({"base": before, "adapter": after, "change": change})
+        rows.append(row)
+    return rows
+
+
+def routes(console: Console) -> list[Route]:
+    @page(console)
+    async def adapters(request: Request) -> Response:
+        try:
+            projects = await adapter_projects(console)
+        except RequestError as exc:
+            return console.error_page(request, 400, "Adapters", api_message(exc))
+        return console.render(
+            request,
+            "adapters.html",
+            section="adapters",
+            projects=projects,
+            notice=request.query_params.get("notice", ""),
+        )
+
+    async def find_version(project_name: str, version_name: str) -> dict[str, Any] | None:
+        for project in await adapter_projects(console):
+            if project["Name"] == project_name:
+                for version in project["Versions"]:
+                    if version["Name"] == version_name:
+                        return {**version, "ProjectArn": project["ProjectArn"]}
+        return None
+
+    @page(console)
+    async def adapter(request: Request) -> Response:
+        project_name = request.path_params["project"]
+        version_name = request.path_params["version"]
+        version = await find_version(project_name, version_name)
+        if version is None:
+            return console.error_page(
+                request, 404, "Adapter", f"No adapter {project_name} / {version_name}."
+            )
+        summary = await run_in_threadpool(_read_summary, console, version)
+        return console.render(
+            request,
+            "adapter.html",
+            section="adapters",
+            project_name=project_name,
+            version_name=version_name,
+            version=version,
+            summary=summary,
+            evaluation=_evaluation_rows(summary) if summary else [],
+        )
+
+    @action(console)
+    async def delete_version(request: Request) -> Response:
+        version = await find_version(request.path_params["project"], request.path_params["version"])
+        if version is None:
+            return console.error_page(request, 404, "Adapter", "No such adapter.")
+        try:
+            await console.call(
+                "DeleteProjectVersion", {"ProjectVersionArn": version["ProjectVersionArn"]}
+            )
+        except RequestError as exc:
+            return console.error_page(request, 400, "Adapter", api_message(exc))
+        return RedirectResponse("/console/adapters?notice=Adapter+deleted.", status_code=303)
+
+    @action(console)
+    async def delete_project(request: Request) -> Response:
+        name = request.path_params["project"]
+        projects = [p for p in await adapter_projects(console) if p["Name"] == name]
+        if not projects:
+            return console.error_page(request, 404, "Adapter project", f"No project {name}.")
+        try:
+            await console.call("DeleteProject", {"ProjectArn": projects[0]["ProjectArn"]})
+        except RequestError as exc:
+            return console.error_page(request, 400, "Adapter project", api_message(exc))
+        return RedirectResponse("/console/adapters?notice=Project+deleted.", status_code=303)
+
+    async def train_page(request: Request, status: int = 200, **values: Any) -> Response:
+        from service.console.verify_pages import verification_state
+
+        job_id = request.path_params["job_id"]
+        try:
+            job = job_view(await console.call("GetMediaAnalysisJob", {"JobId": job_id}))
+        except RequestError as exc:
+            return console.error_page(request, 404, "Train an adapter", api_message(exc))
+        if not await ensure_indexed(console, job_id):
+            return console.error_page(
+                request, 409, "Train an adapter", f"The job is {job['status']}: nothing to verify."
+            )
+        report, rows = await verification_state(console, job_id, job["min_confidence"])
+        ready = any(row["meets_training_minimum"] for row in rows)
+        jobs = await console.call("ListMediaAnalysisJobs", {"MaxResults": 100})
+        test_jobs = [
+            {**job_view(other), "reviewed": console.decisions.count(other["JobId"])}
+            for other in jobs["MediaAnalysisJobs"]
+            if other["JobId"] != job_id and other["Status"] == "SUCCEEDED"
+        ]
+        test_jobs = [other for other in test_jobs if other["reviewed"]]
+        defaults = {
+            "project": "",
+            "new_project": "",
+            "version_name": "",
+            "test_set": "auto",
+            "test_job": "",
+            "error": "",
+        }
+        defaults.update(values)
+        return console.render(
+            request,
+            "train.html",
+            status,
+            section="jobs",
+            job=job,
+            rows=rows,
+            ready=ready,
+            reviewed=report.images_reviewed,
+            projects=await adapter_projects(console),
+            test_jobs=test_jobs,
+            min_test_images=MIN_TEST_IMAGES,
+            **defaults,
+        )
+
+    @page(console)
+    async def train_form(request: Request) -> Response:
+        return await train_page(request)
+
+    @action(console)
+    async def train(request: Request) -> Response:
+        from service.console.verify_pages import export_ground_truth
+
+        job_id = request.path_params["job_id"]
+        form = await request.form()
+        values = {
+            name: str(form.get(name, "")).strip()
+            for name in ("project", "new_project", "version_name", "test_set", "test_job")
+        }
+        project_name = values["new_project"] if values["project"] == "" else values["project"]
+        for what, name in (
+            ("Project name", project_name),
+            ("Version name", values["version_name"]),
+        ):
+            if not _NAME.match(name):
+                return await train_page(
+                    request,
+                    400,
+                    **values,
+                    error=f"{what} must be 1 to 255 letters, digits, '-', '_' or '.'.",
+                )
+        try:
+            job = job_view(await console.call("GetMediaAnalysisJob", {"JobId": job_id}))
+            training_uri = await export_ground_truth(console, job_id, job["min_confidence"])
+            if values["test_set"] == "job":
+                test_job = job_view(
+                    await console.call("GetMediaAnalysisJob", {"JobId": values["test_job"]})
+                )
+                await ensure_indexed(console, test_job["id"])
+                testing: dict[str, Any] = {
+                    "Assets": [
+                        _asset(
+                            await export_ground_truth(
+                                console, test_job["id"], test_job["min_confidence"]
+                            )
+                        )
+                    ]
+                }
+            else:
+                testing = {"AutoCreate": True}
+            existing = [p for p in await adapter_projects(console) if p["Name"] == project_name]
+            if existing:
+                project_arn = existing[0]["ProjectArn"]
+            else:
+                created = await console.call(
+                    "CreateProject",
+                    {"ProjectName": project_name, "Feature": FEATURE, "AutoUpdate": "DISABLED"},
+                )
+                project_arn = created["ProjectArn"]
+            await console.call(
+                "CreateProjectVersion",
+                {
+                    "ProjectArn": project_arn,
+                    "VersionName": values["version_name"],
+                    "OutputConfig": {
+                        "S3Bucket": console.settings.storage_bucket,
+                        "S3KeyPrefix": console.settings.key("adapters"),
+                    },
+                    "TrainingData": {"Assets": [_asset(training_uri)]},
+                    "TestingData": testing,
+                    "VersionDescription": f"Trained in the console from job {job_id}",
+                },
+            )
+        except (RequestError, ValueError) as exc:
+            message = api_message(exc) if isinstance(exc, RequestError) else str(exc)
+            return await train_page(request, 400, **values, error=message)
+        return RedirectResponse(
+            f"/console/adapters/{project_name}/{values['version_name']}", status_code=303
+        )
+
+    return [
+        Route("/adapters", adapters, methods=["GET"]),
+        Route("/adapters/{project}/delete", delete_project, methods=["POST"]),
+        Route("/adapters/{project}/{version}", adapter, methods=["GET"]),
+        Route("/adapters/{project}/{version}/delete", delete_version, methods=["POST"]),
+        Route("/jobs/{job_id}/train", train_form, methods=["GET"]),
+        Route("/jobs/{job_id}/train", train, methods=["POST"]),
+    ]
+
+
+def _asset(uri: str) -> dict[str, Any]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return {"GroundTruthManifest": {"S3Object": {"Bucket": bucket, "Name": key}}}

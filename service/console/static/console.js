@@ -1,0 +1,65 @@
+// Behaviour shared by the console's pages: a running job's page refreshes itself, the new-job
+// form shows the fields of the chosen source, and forms marked data-confirm ask first.
+"use strict";
+
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.getAttribute("content") : "";
+}
+
+function followJob(box) {
+  const url = box.dataset.statusUrl;
+  const bar = box.querySelector("progress");
+  const text = box.querySelector(".progress-text");
+  const started = box.dataset.status;
+  async function poll() {
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (response.ok) {
+        const state = await response.json();
+        if (!state.active || state.status !== started) {
+          window.location.reload();
+          return;
+        }
+        if (state.progress) {
+          bar.max = state.progress.total;
+          bar.value = state.progress.done;
+          text.textContent = `${state.progress.done} of ${state.progress.total} manifest lines done`;
+        }
+      }
+    } catch (error) {
+      text.textContent = `Lost contact with the server (${error.message}); retrying…`;
+    }
+    window.setTimeout(poll, 2000);
+  }
+  window.setTimeout(poll, 2000);
+}
+
+function followTraining(box) {
+  window.setTimeout(() => window.location.reload(), Number(box.dataset.refreshMs || 4000));
+}
+
+function sourceFields(form) {
+  const show = () => {
+    const chosen = form.querySelector('input[name="source"]:checked');
+    const source = chosen ? chosen.value : "upload";
+    form.querySelector(".source-upload").hidden = source !== "upload";
+    form.querySelector(".source-manifest").hidden = source !== "manifest";
+  };
+  form.querySelectorAll('input[name="source"]').forEach((input) => input.addEventListener("change", show));
+  show();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const progress = document.getElementById("progress");
+  if (progress && progress.dataset.statusUrl) followJob(progress);
+  const training = document.getElementById("training-refresh");
+  if (training) followTraining(training);
+  const newJob = document.getElementById("new-job");
+  if (newJob) sourceFields(newJob);
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+});
