@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from service.preflight import is_allowed
 
 __all__ = ["ConsoleSettings", "console_settings"]
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,20 +39,21 @@ class ConsoleSettings:
 def console_settings(
     args: argparse.Namespace, allowed: Collection[str] | None
 ) -> ConsoleSettings | None:
-    """The console's settings from the server's flags; None with ``--no_console``.
+    """The console's settings from the server's flags; None with ``--no_console``, or when
+    ``--console_storage`` is missing where it cannot be derived (every bucket allowed).
 
-    ValueError when ``--console_storage`` is missing where it cannot be derived, or lies outside
-    ``--allowed_locations``.
+    ValueError when ``--console_storage`` lies outside ``--allowed_locations``.
     """
     if args.no_console:
         return None
     storage = args.console_storage
     if storage is None:
         if not allowed:
-            raise ValueError(
-                "--console_storage=BUCKET/PREFIX is needed with --allowed_locations='*': the "
-                "console must know where to keep uploads, job outputs and adapters"
+            _LOGGER.warning(
+                "No console: with --allowed_locations='*' give --console_storage=BUCKET/PREFIX, "
+                "where the console keeps uploads, job outputs and adapters"
             )
+            return None
         storage = next(iter(allowed)).rstrip("/") + "/console"
     storage = storage.removeprefix("s3://").strip("/")
     bucket, _, prefix = storage.partition("/")
