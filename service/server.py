@@ -109,8 +109,7 @@ class ApiServer:
 
         self.api = api
         self.console = console
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.create_server((host, port), family=family, backlog=128)
+        self._socket = _listening_socket(host, port)
         self.server_address = self._socket.getsockname()
         config = uvicorn.Config(
             app,
@@ -139,6 +138,23 @@ class ApiServer:
         if self.api is not None:
             self.api.trainer.stop()
         self._socket.close()
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound and listening. Its protocol is named (IPPROTO_TCP), unlike
+    ``socket.create_server``'s 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
+    accepted sockets whose protocol says TCP, and with it on, every response after a
+    connection's first waited about 40 ms for the client's delayed ACK of its headers."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 def main(argv: Sequence[str] | None = None) -> int:
