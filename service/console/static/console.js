@@ -50,7 +50,18 @@ function sourceFields(form) {
   show();
 }
 
+// A thumbnail that cannot be made (the image was deleted, or is not one) says so in its place.
+function markMissing(image) {
+  image.hidden = true;
+  const note = image.parentElement.querySelector(".thumb-missing");
+  if (note) note.hidden = false;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("img.thumb").forEach((image) => {
+    if (image.complete && image.naturalWidth === 0 && image.getAttribute("src")) markMissing(image);
+    image.addEventListener("error", () => markMissing(image));
+  });
   const progress = document.getElementById("progress");
   if (progress && progress.dataset.statusUrl) followJob(progress);
   const training = document.getElementById("training-refresh");
