@@ -409,6 +409,19 @@ def test_uploads_are_checked_before_anything_is_stored(tmp_path, s3, moto_server
             answer = upload(files)
             assert answer.status_code == 400, answer.text[:300]
             assert message in answer.text, (message, answer.text[:2000])
+        # Over the whole limit (2 x 0.05 MB + 1 MB for the form): refused before it is read,
+        # declared or streamed in chunks.
+        big = [("huge.jpg", b"\xff" * 1_300_000, "image/jpeg")]
+        assert upload(big).status_code == 413
+        head = b'--b\r\nContent-Disposition: form-data; name="images"; filename="a.jpg"\r\n\r\n'
+        chunks = (head if i == 0 else b"x" * 65536 for i in range(40))
+        streamed = session.post(
+            f"{base}/console/jobs",
+            data=chunks,
+            headers={"Content-Type": "multipart/form-data; boundary=b", "X-CSRF-Token": token},
+            timeout=60,
+        )
+        assert streamed.status_code == 413
         assert s3.list_objects_v2(Bucket="out-bucket").get("KeyCount", 0) == 0
         assert server.api.registry.list()[0] == []
     finally:

@@ -124,6 +124,11 @@ def build_console(api, settings: ConsoleSettings) -> Starlette:
         *moderation_page.routes(console),
     ]
     middleware = [
+        # The largest upload allowed, and a little more for the form's other fields.
+        Middleware(
+            BodyLimit,
+            max_bytes=settings.max_upload_images * settings.max_upload_bytes + 1024 * 1024,
+        ),
         Middleware(
             SessionMiddleware,
             secret_key=session_key,
@@ -135,3 +140,58 @@ def build_console(api, settings: ConsoleSettings) -> Starlette:
         )
     ]
     return Starlette(routes=routes, middleware=middleware)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuses (413) a request whose body is over ``max_bytes``, declared or as it streams in,
+    before a form parser spools it to disk."""
+
+    def __init__(self, app, *, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def watched(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _TooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope, receive, send) -> None:
+        megabytes = self.max_bytes / 1024 / 1024
+        response = Response(
+            f"The request is over {megabytes:.0f} MB: choose fewer or smaller images.",
+            status_code=413,
+            media_type="text/plain",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)

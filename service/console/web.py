@@ -151,13 +151,17 @@ def page(console: Console) -> Callable[[Handler], Handler]:
     return wrap
 
 
-async def _sent_token(request: Request) -> str | None:
+async def _sent_token(console: Console, request: Request) -> str | None:
     token = request.headers.get(CSRF_HEADER)
     if token:
         return token
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form(max_files=100_000, max_fields=1000)
+        # Parsed once: the handler reads the same form. Twice the upload limit in files, so
+        # that a few too many are refused by the page, with a message, not by the parser.
+        form = await request.form(
+            max_files=2 * console.settings.max_upload_images, max_fields=1000
+        )
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else None
     return None
@@ -172,7 +176,7 @@ def action(console: Console, *, signed_in: bool = True) -> Callable[[Handler], H
         async def guarded(request: Request) -> Response:
             if signed_in and _signed_in(console, request) is None:
                 return RedirectResponse("/console/sign-in", status_code=303)
-            if not csrf_matches(request.session, await _sent_token(request)):
+            if not csrf_matches(request.session, await _sent_token(console, request)):
                 return console.error_page(
                     request,
                     403,
