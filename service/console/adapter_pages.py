@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from service.console.jobs_pages import ensure_indexed, job_view
+from service.console.jobs_pages import NoResults, ensure_indexed, finished_job, job_view
 from service.console.web import Console, action, api_message, page
 from service.errors import RequestError
 from training.label_selection import MIN_TEST_IMAGES
@@ -181,13 +181,9 @@ def routes(console: Console) -> list[Route]:
 
         job_id = request.path_params["job_id"]
         try:
-            job = job_view(await console.call("GetMediaAnalysisJob", {"JobId": job_id}))
-        except RequestError as exc:
-            return console.error_page(request, 404, "Train an adapter", api_message(exc))
-        if not await ensure_indexed(console, job_id):
-            return console.error_page(
-                request, 409, "Train an adapter", f"The job is {job['status']}: nothing to verify."
-            )
+            job = await finished_job(console, request, "Train an adapter")
+        except NoResults as missing:
+            return missing.response
         report, rows = await verification_state(console, job_id, job["min_confidence"])
         ready = any(row["meets_training_minimum"] for row in rows)
         jobs = await console.call("ListMediaAnalysisJobs", {"MaxResults": 100})

@@ -137,7 +137,7 @@ def build_console(api, settings: ConsoleSettings) -> Starlette:
             path="/console",
             same_site="strict",
             https_only=settings.secure_cookies,
-        )
+        ),
     ]
     return Starlette(routes=routes, middleware=middleware)
 

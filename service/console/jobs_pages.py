@@ -24,7 +24,7 @@ from service.errors import RequestError
 from service.registry import ACTIVE_STATUSES
 from storage.reading import split_s3_uri
 
-__all__ = ["adapter_name", "ensure_indexed", "job_view", "routes"]
+__all__ = ["NoResults", "adapter_name", "ensure_indexed", "finished_job", "job_view", "routes"]
 
 JOBS_PER_PAGE = 20
 RESULTS_PER_PAGE = 48
@@ -79,6 +79,28 @@ async def ensure_indexed(console: Console, job_id: str) -> bool:
 
     await run_in_threadpool(index)
     return True
+
+
+class NoResults(Exception):
+    """The job of a page is missing or has no results yet; ``response`` is the page saying so."""
+
+    def __init__(self, response: Response):
+        super().__init__("no results")
+        self.response = response
+
+
+async def finished_job(console: Console, request: Request, title: str) -> dict[str, Any]:
+    """The ``job_view`` of the job the request's path names, its results indexed; NoResults
+    (with the error page: 404 no such job, 409 not SUCCEEDED) otherwise."""
+    job_id = request.path_params["job_id"]
+    try:
+        job = job_view(await _job(console, job_id))
+    except RequestError as exc:
+        raise NoResults(console.error_page(request, 404, title, api_message(exc))) from None
+    if not await ensure_indexed(console, job_id):
+        message = f"The job is {job['status']}: it has no results yet."
+        raise NoResults(console.error_page(request, 409, title, message))
+    return job
 
 
 async def _job(console: Console, job_id: str) -> dict[str, Any]:
@@ -268,13 +290,9 @@ def routes(console: Console) -> list[Route]:
     async def results(request: Request) -> Response:
         job_id = request.path_params["job_id"]
         try:
-            job = job_view(await _job(console, job_id))
-        except RequestError as exc:
-            return console.error_page(request, 404, "Results", api_message(exc))
-        if not await ensure_indexed(console, job_id):
-            return console.error_page(
-                request, 409, "Results", f"The job is {job['status']}: it has no results yet."
-            )
+            job = await finished_job(console, request, "Results")
+        except NoResults as missing:
+            return missing.response
         error = ""
         try:
             filters = ResultFilters.from_query(request.query_params)

@@ -47,7 +47,7 @@ from service.console.decisions import (
     training_readiness,
     verification_report,
 )
-from service.console.jobs_pages import ensure_indexed, job_view
+from service.console.jobs_pages import NoResults, ensure_indexed, finished_job, job_view
 from service.console.results_index import ResultFilters, ResultItem
 from service.console.web import (
     SECURITY_HEADERS,
@@ -442,16 +442,9 @@ def routes(console: Console) -> list[Route]:
     async def verify(request: Request) -> Response:
         job_id = request.path_params["job_id"]
         try:
-            job = await load_job(job_id)
-        except RequestError as exc:
-            return console.error_page(request, 404, "Verify predictions", api_message(exc))
-        if not await ensure_indexed(console, job_id):
-            return console.error_page(
-                request,
-                409,
-                "Verify predictions",
-                f"The job is {job['status']}: it has no results to verify yet.",
-            )
+            job = await finished_job(console, request, "Verify predictions")
+        except NoResults as missing:
+            return missing.response
         filter_error = ""
         try:
             filters = ResultFilters.from_query(request.query_params)
@@ -596,13 +589,9 @@ def routes(console: Console) -> list[Route]:
     async def download(request: Request, name: str, make) -> Response:
         job_id = request.path_params["job_id"]
         try:
-            job = await load_job(job_id)
-        except RequestError as exc:
-            return console.error_page(request, 404, "Download", api_message(exc))
-        if not await ensure_indexed(console, job_id):
-            return console.error_page(
-                request, 409, "Download", f"The job is {job['status']}: it has no results."
-            )
+            job = await finished_job(console, request, "Download")
+        except NoResults as missing:
+            return missing.response
         try:
             data = await run_in_threadpool(make, job_id, job["min_confidence"])
         except ValueError as exc:
@@ -640,13 +629,9 @@ def routes(console: Console) -> list[Route]:
     async def export(request: Request) -> Response:
         job_id = request.path_params["job_id"]
         try:
-            job = await load_job(job_id)
-        except RequestError as exc:
-            return console.error_page(request, 404, "Export", api_message(exc))
-        if not await ensure_indexed(console, job_id):
-            return console.error_page(
-                request, 409, "Export", f"The job is {job['status']}: it has no results."
-            )
+            job = await finished_job(console, request, "Export")
+        except NoResults as missing:
+            return missing.response
         try:
             truth, lines = await export_verification(console, job_id, job["min_confidence"])
         except ValueError as exc:

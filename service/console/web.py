@@ -159,9 +159,7 @@ async def _sent_token(console: Console, request: Request) -> str | None:
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         # Parsed once: the handler reads the same form. Twice the upload limit in files, so
         # that a few too many are refused by the page, with a message, not by the parser.
-        form = await request.form(
-            max_files=2 * console.settings.max_upload_images, max_fields=1000
-        )
+        form = await request.form(max_files=2 * console.settings.max_upload_images, max_fields=1000)
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else None
     return None
