@@ -9,6 +9,9 @@ one image (``service.image_operations``), and Custom Moderation adapters through
 (``service.project_operations``), whose ARNs jobs and DetectModerationLabels take as
 ``ProjectVersion``. ``ERROR_CODES`` is the one table of the AWS error code each exception of the
 registries answers with.
+
+Requests whose X-Amz-Target is ``SageMaker.*`` are SageMaker's flow definition operations of human
+review (``service.review.sagemaker_api``), signed for the service ``sagemaker``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ from service.jobs import JobRunner
 from service.project_operations import ProjectOperations
 from service.project_records import ProjectNotFound, ResourceInUse, VersionNotFound
 from service.registry import IdempotentParameterMismatch, JobLimitExceeded, JobNotFound
+from service.review.sagemaker_api import (
+    SAGEMAKER_SIGNING_NAME,
+    SAGEMAKER_TARGET_PREFIX,
+    SageMakerOperations,
+)
 from service.store import InvalidPaginationToken
 from service.training import TrainingRunner
 from service.validation import UNKNOWN_OPERATION, validate_parameters
@@ -39,9 +47,10 @@ _TARGET_PREFIX = "RekognitionService."
 _CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
-class RekognitionApi(JobOperations, ProjectOperations, ImageOperations):
+class RekognitionApi(JobOperations, ProjectOperations, ImageOperations, SageMakerOperations):
     """The operations this server answers, over its registries, job and training runners, and
-    one base model (with the adapters last used)."""
+    one base model (with the adapters last used); SageMaker's flow definition operations over
+    ``flows`` (a ``service.review.flows.FlowDefinitionStore``; None: not served)."""
 
     def __init__(
         self,
@@ -52,6 +61,8 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations):
         s3_client,
         load_model: Callable[[], Any],
         allowed_locations=None,
+        flows=None,
+        loops=None,
     ):
         self.access_keys = access_keys
         self.runner = runner
@@ -62,6 +73,9 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations):
         self.model = SharedModel(load_model)
         self.adapters = LoadedAdapters(self.projects, runner.settings.s3)
         self.allowed_locations = allowed_locations
+        self.flows = flows
+        # Human loops (service.review.loops.HumanLoopStore; None: human review not served).
+        self.loops = loops
 
     def handle(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
@@ -69,11 +83,18 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations):
         try:
             if method != "POST" or path != "/":
                 raise RequestError(UNKNOWN_OPERATION, "Send POST / with an X-Amz-Target.")
-            verify_sigv4(method, path, query, headers, body, self.access_keys)
             lower = {name.lower(): value for name, value in headers.items()}
             target = lower.get("x-amz-target", "")
-            operation = target[len(_TARGET_PREFIX) :] if target.startswith(_TARGET_PREFIX) else ""
-            answer = self.call(operation, body, target=target)
+            sagemaker = target.startswith(SAGEMAKER_TARGET_PREFIX)
+            service = SAGEMAKER_SIGNING_NAME if sagemaker else "rekognition"
+            verify_sigv4(method, path, query, headers, body, self.access_keys, service=service)
+            if sagemaker:
+                operation = target[len(SAGEMAKER_TARGET_PREFIX) :]
+                answer = self.call_sagemaker(operation, body, target=target)
+            else:
+                prefix = _TARGET_PREFIX
+                operation = target[len(prefix) :] if target.startswith(prefix) else ""
+                answer = self.call(operation, body, target=target)
             return 200, {"Content-Type": _CONTENT_TYPE}, json.dumps(answer).encode()
         except RequestError as exc:
             return (
@@ -85,7 +106,6 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations):
             _LOGGER.exception("Internal error")
             error = RequestError("InternalServerError", "Internal server error.", 500)
             return 500, {"Content-Type": _CONTENT_TYPE}, json.dumps(error.to_body()).encode()
-
 
     def call(
         self, operation: str, params: bytes | Mapping[str, Any], *, target: str | None = None

@@ -1,4 +1,5 @@
-"""The web application: the Rekognition API (AWS JSON 1.1) at ``POST /``, and the console at
+"""The web application: the Rekognition API (AWS JSON 1.1) at ``POST /``, the A2I runtime
+(REST-JSON) under ``/human-loops`` (``service.review.runtime``), and the console at
 ``/console/`` (``service.console``), on Starlette, in one process over one registry.
 
 ``RekognitionApi.handle`` answers each request as it arrived; this module only moves bytes
@@ -71,5 +72,10 @@ def build_app(api, *, max_body_bytes: int, console=None) -> Starlette:
             return RedirectResponse("/console/", status_code=307)
 
         routes += [Route("/console", to_console), Mount("/console", app=console)]
+    if getattr(api, "loops", None) is not None:
+        from service.review.runtime import runtime_routes
+
+        # The A2I runtime (REST-JSON), before the AWS JSON catch-all.
+        routes += runtime_routes(api, max_body_bytes=max_body_bytes)
     routes.append(Route("/{path:path}", aws_json, methods=["GET", "POST"]))
     return Starlette(routes=routes)

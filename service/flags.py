@@ -155,6 +155,20 @@ def flag_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kms_endpoint_url", default=None, help="KMS endpoint for KmsKeyId checks. Default: AWS."
     )
+    parser.add_argument(
+        "--max_open_human_loops",
+        type=int,
+        default=1000,
+        help="Human loops in progress at once; more are refused (HumanLoopQuotaExceededException, "
+        "ServiceQuotaExceededException). Default: 1000.",
+    )
+    parser.add_argument(
+        "--review_sweep_secs",
+        type=float,
+        default=5.0,
+        help="How often expired review claims are released, loops past their task lifetime "
+        "failed, and completed loops' output.json written. Default: 5.",
+    )
     console = parser.add_argument_group(
         "console", "The web console at /console/ (sign in with one of the access key pairs)."
     )

@@ -1,4 +1,5 @@
-"""DetectModerationLabels: one image, inline or in S3, through the base model and an adapter."""
+"""DetectModerationLabels: one image, inline or in S3, through the base model and an adapter,
+and, with a ``HumanLoopConfig``, human review of the answer (``service.review.activation``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from model.confidence import DEFAULT_MIN_CONFIDENCE
 from service.adapters import LoadedAdapters
 from service.errors import RequestError
 from service.preflight import is_allowed
+from service.review.activation import human_loop_activation, resolve_flow
 from transforms.fetching import MAX_IMAGE_BYTES
 from transforms.images import decode_image
 from transforms.records import ErrorCode, ImageProblem
@@ -50,8 +52,16 @@ class ImageOperations:
     adapters: LoadedAdapters
     s3_client: Any
     allowed_locations: Collection[str] | None
+    # Human review: the flow definitions and the human loops (None: not served).
+    flows: Any = None
+    loops: Any = None
 
     def detect_moderation_labels(self, params: dict) -> dict:
+        flow = None
+        if params.get("HumanLoopConfig"):
+            flow = resolve_flow(
+                self.flows if self.loops is not None else None, params["HumanLoopConfig"]
+            )
         resolved = None
         if params.get("ProjectVersion"):
             resolved = self.adapters.resolve(params["ProjectVersion"])
@@ -71,6 +81,10 @@ class ImageOperations:
         response = self.model.predict(image, min_confidence, adapter=adapter)
         if adapter is not None:
             response["ProjectVersion"] = resolved.arn
+        if flow is not None:
+            response["HumanLoopActivationOutput"] = human_loop_activation(
+                self.loops, flow, params, response, data
+            )
         return response
 
     def _image_bytes(self, image: Mapping[str, Any]) -> bytes:

@@ -4,7 +4,8 @@ Point the real clients at it with ``--endpoint-url`` / ``endpoint_url``:
 StartMediaAnalysisJob, GetMediaAnalysisJob, ListMediaAnalysisJobs and DetectModerationLabels,
 and the Custom Moderation project API (CreateProject, DescribeProjects, DeleteProject,
 CreateProjectVersion, DescribeProjectVersions, DeleteProjectVersion) that trains adapters,
-signed with SigV4 by one of the configured key pairs.
+and SageMaker's flow definitions of human review (CreateFlowDefinition, DescribeFlowDefinition,
+ListFlowDefinitions, DeleteFlowDefinition), signed with SigV4 by one of the configured key pairs.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def build_server(argv: Sequence[str]):
     from service.jobs import JobRunner, JobSettings
     from service.projects import ProjectRegistry
     from service.registry import JobRegistry
+    from service.review.flows import FlowDefinitionStore
+    from service.review.loops import HumanLoopStore
+    from service.review.sweeper import ReviewSweeper
     from service.training import TrainingRunner
     from storage.settings import S3Settings
 
@@ -68,6 +72,14 @@ def build_server(argv: Sequence[str]):
         base_model_version=moderation_model_version(args.components, args.backbone),
         backbone_version=Backbone.version_for(args.backbone),
     )
+    flows = FlowDefinitionStore(args.registry, region=args.region, account_id=args.account_id)
+    loops = HumanLoopStore(
+        args.registry,
+        region=args.region,
+        account_id=args.account_id,
+        max_open_loops=args.max_open_human_loops,
+    )
+    sweeper = ReviewSweeper(loops, s3_settings, interval=args.review_sweep_secs)
     runner = JobRunner(registry, settings, s3_client=s3_client, kms_client=kms, projects=projects)
     trainer = TrainingRunner(projects, settings, max_active_trainings=args.max_active_trainings)
     failed = runner.recover()
@@ -88,6 +100,8 @@ def build_server(argv: Sequence[str]):
             args.components, backbone=args.backbone, s3=s3_settings
         ),
         allowed_locations=allowed,
+        flows=flows,
+        loops=loops,
     )
     console = None
     settings = console_settings(args, allowed)
@@ -96,7 +110,11 @@ def build_server(argv: Sequence[str]):
 
         console = build_console(api, settings)
     app = build_app(api, max_body_bytes=args.max_body_bytes, console=console)
-    return ApiServer(app, args.host, args.port, api=api, console=console is not None)
+    server = ApiServer(
+        app, args.host, args.port, api=api, console=console is not None, sweeper=sweeper
+    )
+    sweeper.start()
+    return server
 
 
 class ApiServer:
@@ -104,10 +122,14 @@ class ApiServer:
     with the calls of ``socketserver``'s servers: ``serve_forever`` (blocks), ``shutdown`` (from
     another thread), ``server_close``, ``server_address``."""
 
-    def __init__(self, app, host: str, port: int, *, api=None, console: bool = False):
+    def __init__(
+        self, app, host: str, port: int, *, api=None, console: bool = False, sweeper=None
+    ):
         import uvicorn
 
         self.api = api
+        # The human loops' upkeep (service.review.sweeper), stopped with the server.
+        self.sweeper = sweeper
         self.console = console
         self._socket = _listening_socket(host, port)
         self.server_address = self._socket.getsockname()
@@ -137,6 +159,8 @@ class ApiServer:
         # process (tests, an embedding application) must not leave them running.
         if self.api is not None:
             self.api.trainer.stop()
+        if self.sweeper is not None:
+            self.sweeper.stop()
         self._socket.close()
 
 

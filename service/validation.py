@@ -1,4 +1,9 @@
-"""Server-side checks of Rekognition requests against the botocore service model boto3 ships."""
+"""Server-side checks of requests against the botocore service models boto3 ships.
+
+Rekognition's model is the default; the same checks run against any other JSON service model
+(``service_model("sagemaker")`` for the flow definitions of human review), each service answering
+violations with its own error code.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ __all__ = [
     "SERIALIZATION_ERROR",
     "UNKNOWN_OPERATION",
     "RequestError",
+    "VALIDATION_ERROR",
     "rekognition_model",
+    "service_model",
     "validate_parameters",
 ]
 
@@ -34,6 +41,8 @@ _LOGGER = logging.getLogger(__name__)
 INVALID_PARAMETER = "InvalidParameterException"
 SERIALIZATION_ERROR = "SerializationException"
 UNKNOWN_OPERATION = "UnknownOperationException"
+# What services without a modelled parameter error (SageMaker) answer a violation with.
+VALIDATION_ERROR = "ValidationException"
 
 # Coral stops collecting after ten violations; it also keeps the message bounded.
 MAX_REPORTED_ERRORS = 10
@@ -52,23 +61,38 @@ _JAVA_TYPE_NAMES = {
 
 
 @functools.cache
+def service_model(name: str) -> ServiceModel:
+    """The model of service ``name`` (``rekognition``, ``sagemaker``) in the installed botocore
+    (loaded once)."""
+    return botocore.session.get_session().get_service_model(name)
+
+
 def rekognition_model() -> ServiceModel:
     """The Rekognition service model of the installed botocore (loaded once)."""
-    return botocore.session.get_session().get_service_model("rekognition")
+    return service_model("rekognition")
 
 
-def validate_parameters(operation: str, body: bytes | Mapping[str, Any]) -> dict[str, Any]:
-    """Check a request for `operation` against its input shape in the model and return its
-    cleaned parameters. Which operations are served is the API's to say (``service.api``).
+def validate_parameters(
+    operation: str,
+    body: bytes | Mapping[str, Any],
+    *,
+    model: ServiceModel | None = None,
+    invalid_code: str = INVALID_PARAMETER,
+) -> dict[str, Any]:
+    """Check a request for `operation` against its input shape in `model` (Rekognition's by
+    default) and return its cleaned parameters. Which operations are served is the API's to say
+    (``service.api``).
 
     `body` is the raw JSON body or an already parsed mapping. Members the model does not know are
     dropped, JSON nulls count as absent, and blobs come back base64-decoded to bytes. Raises
     RequestError: UnknownOperationException for an operation the model does not have,
     SerializationException for a body that is not a JSON object or a value of the wrong JSON type,
-    InvalidParameterException listing the constraint violations in AWS's wording.
+    `invalid_code` (InvalidParameterException unless given) listing the constraint violations in
+    AWS's wording.
     """
+    model = rekognition_model() if model is None else model
     try:
-        input_shape = rekognition_model().operation_model(operation).input_shape
+        input_shape = model.operation_model(operation).input_shape
     except OperationNotFoundError:
         raise RequestError(
             UNKNOWN_OPERATION, f"An unknown operation was requested: {operation!r}"
@@ -82,7 +106,7 @@ def validate_parameters(operation: str, body: bytes | Mapping[str, Any]) -> dict
         count = len(checker.errors)
         plural = "error" if count == 1 else "errors"
         message = f"{count} validation {plural} detected: " + "; ".join(checker.errors)
-        raise RequestError(INVALID_PARAMETER, message)
+        raise RequestError(invalid_code, message)
     return cleaned
 
 
