@@ -125,6 +125,21 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         "example one per GPU). Implies --share_model. Default: 1.",
     )
     parser.add_argument(
+        "--flow_definition_arn",
+        default=None,
+        help="Human review (this project's extension of A2I to bulk jobs): once the job has "
+        "succeeded, every results line that meets this flow definition's activation conditions "
+        "becomes a human loop, started through the A2I runtime API at --review_endpoint_url. "
+        "Running the job again starts each loop once. Default: none.",
+    )
+    parser.add_argument(
+        "--review_endpoint_url",
+        default=None,
+        help="With --flow_definition_arn: the SageMaker and A2I runtime endpoint (this "
+        "project's API server, e.g. http://127.0.0.1:8642), signed with the AWS environment's "
+        "credentials. Default: AWS's.",
+    )
+    parser.add_argument(
         "--progress_interval_secs",
         type=float,
         default=10.0,
@@ -165,6 +180,13 @@ def validate_options(options: ModerationOptions) -> None:
     if options.output_kms_key_id and not options.output.startswith("s3://"):
         raise ValueError("--output_kms_key_id applies to s3:// outputs only")
     check_confidence(options.min_confidence)
+    if options.review_endpoint_url and not options.flow_definition_arn:
+        raise ValueError("--review_endpoint_url applies with --flow_definition_arn only")
+    if options.flow_definition_arn and ":flow-definition/" not in options.flow_definition_arn:
+        raise ValueError(
+            "--flow_definition_arn must be a flow definition's ARN, "
+            "arn:aws:sagemaker:REGION:ACCOUNT:flow-definition/NAME"
+        )
     if options.components not in COMPONENT_CHOICES:
         raise ValueError(
             f"--components must be one of {', '.join(COMPONENT_CHOICES)}, "

@@ -143,7 +143,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(report(outcome))
+    moderation = options.view_as(ModerationOptions)
+    if moderation.flow_definition_arn:
+        try:
+            loops = start_review(moderation, outcome["results"])
+        except Exception as exc:
+            _LOGGER.exception("Starting the human loops failed")
+            print(
+                f"error: the results are complete, but starting their human loops failed: "
+                f"{type(exc).__name__}: {exc}. Run the job again to retry: each loop starts once.",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"Human loops: {loops} in {moderation.flow_definition_arn}")
     return 0
+
+
+def start_review(moderation: ModerationOptions, results: str) -> int:
+    """Starts the human loops of a succeeded job's results (``--flow_definition_arn``)."""
+    from pipeline.human_review import start_bulk_loops
+
+    with FileSystems.open(results, compression_type=CompressionTypes.UNCOMPRESSED) as lines:
+        return start_bulk_loops(
+            lines,
+            flow_arn=moderation.flow_definition_arn,
+            # The same output is the same job: a rerun names its loops the same.
+            job_key=moderation.output.rstrip("/"),
+            min_confidence=moderation.min_confidence,
+            endpoint_url=moderation.review_endpoint_url,
+        )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from service.jobs import JobRunner
 from service.project_operations import ProjectOperations
 from service.project_records import ProjectNotFound, ResourceInUse, VersionNotFound
 from service.registry import IdempotentParameterMismatch, JobLimitExceeded, JobNotFound
+from service.review.bulk import FLOW_HEADER, FLOW_KEY
 from service.review.sagemaker_api import (
     SAGEMAKER_SIGNING_NAME,
     SAGEMAKER_TARGET_PREFIX,
@@ -94,7 +95,9 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations, SageMake
             else:
                 prefix = _TARGET_PREFIX
                 operation = target[len(prefix) :] if target.startswith(prefix) else ""
-                answer = self.call(operation, body, target=target)
+                flow = lower.get(FLOW_HEADER, "").strip()
+                extensions = {FLOW_KEY: flow} if flow and operation in _FLOW_OPERATIONS else None
+                answer = self.call(operation, body, target=target, extensions=extensions)
             return 200, {"Content-Type": _CONTENT_TYPE}, json.dumps(answer).encode()
         except RequestError as exc:
             return (
@@ -108,17 +111,30 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations, SageMake
             return 500, {"Content-Type": _CONTENT_TYPE}, json.dumps(error.to_body()).encode()
 
     def call(
-        self, operation: str, params: bytes | Mapping[str, Any], *, target: str | None = None
+        self,
+        operation: str,
+        params: bytes | Mapping[str, Any],
+        *,
+        target: str | None = None,
+        extensions: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One operation of ``OPERATIONS`` for a caller already authenticated (a signed request,
         or a console session): validated against the botocore model and dispatched exactly as a
-        request of a client would be; errors are the client's (``RequestError``)."""
+        request of a client would be; errors are the client's (``RequestError``).
+
+        ``extensions``: this project's parameters beyond Rekognition's, added after validation
+        (a StartMediaAnalysisJob's human review flow, ``service.review.bulk.FLOW_KEY``)."""
         params = validate_request(operation, params, target=target)
+        if extensions:
+            params.update(extensions)
         try:
             return OPERATIONS[operation](self, params)
         except _MAPPED_ERRORS as exc:
             raise RequestError(_error_code(exc), str(exc)) from None
 
+
+# The operations that take a human review flow definition as this project's extension.
+_FLOW_OPERATIONS = ("StartMediaAnalysisJob",)
 
 # The operations served, each by its method: the API dispatches on this table, and requests are
 # validated against the botocore model of the operations it names.

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 
 from service.adapters import LoadedAdapters
+from service.errors import RequestError
 from service.jobs import JobRunner
 from service.registry import JobRegistry
+from service.review.bulk import FLOW_KEY
+from service.review.flows import FlowDefinitionStore, FlowNotFound
 from service.store import page_answer
 
 __all__ = ["JobOperations"]
@@ -24,6 +27,7 @@ class JobOperations:
     registry: JobRegistry
     runner: JobRunner
     adapters: LoadedAdapters
+    flows: FlowDefinitionStore | None
 
     def start_media_analysis_job(self, params: dict) -> dict:
         adapter_arn = (
@@ -31,6 +35,18 @@ class JobOperations:
         )
         if adapter_arn:
             self.adapters.resolve(adapter_arn)
+        flow_arn = params.get(FLOW_KEY)
+        if flow_arn:
+            try:
+                if self.flows is None:
+                    raise FlowNotFound(flow_arn)
+                self.flows.get(flow_arn)
+            except FlowNotFound:
+                raise RequestError(
+                    "ResourceNotFoundException",
+                    f"The human review flow definition {flow_arn} does not exist: create it "
+                    "with SageMaker's CreateFlowDefinition, or name another.",
+                ) from None
         job, created = self.registry.start(params)
         if created:
             self.runner.submit(job)

@@ -42,6 +42,7 @@ def build_server(argv: Sequence[str]):
     from service.jobs import JobRunner, JobSettings
     from service.projects import ProjectRegistry
     from service.registry import JobRegistry
+    from service.review.bulk import start_job_loops
     from service.review.flows import FlowDefinitionStore
     from service.review.loops import HumanLoopStore
     from service.review.sweeper import ReviewSweeper
@@ -81,6 +82,8 @@ def build_server(argv: Sequence[str]):
     )
     sweeper = ReviewSweeper(loops, s3_settings, interval=args.review_sweep_secs)
     runner = JobRunner(registry, settings, s3_client=s3_client, kms_client=kms, projects=projects)
+    # A job started with a flow definition attached: its human loops once it has succeeded.
+    runner.on_succeeded.append(lambda job: start_job_loops(job, flows, loops, s3_client))
     trainer = TrainingRunner(projects, settings, max_active_trainings=args.max_active_trainings)
     failed = runner.recover()
     if failed:

@@ -17,8 +17,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from service.review.activation import sampling_key
-from service.review.conditions import evaluate, parse_activation_conditions
+from model.human_review import evaluate, parse_activation_conditions, sampling_key
 from service.review.flows import REKOGNITION_SOURCE
 from service.review.loops import HumanLoopStore, LoopNotOpen
 from tests.conftest import API_KEY_ID, API_SECRET, rekognition_client, start_api_server

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.review.conditions import (
+from model.human_review import (
     ACTIVATION_REASON,
     Activation,
     InvalidConditions,

@@ -2,7 +2,7 @@
 
 A flow definition is what SageMaker's CreateFlowDefinition registers for A2I: the request source
 (here only ``AWS/Rekognition/DetectModerationLabels/Image/V3``), the activation conditions
-(``service.review.conditions``), the work team and the task it is given, and the S3 path the
+(``model.human_review``), the work team and the task it is given, and the S3 path the
 reviews are written under. ``FlowDefinitionStore`` keeps them in ``review_flow_`` tables beside the
 jobs and projects, under ARNs built from the server's ``--region`` and ``--account_id``
 (``arn:aws:sagemaker:REGION:ACCOUNT:flow-definition/NAME``, as in A2I's output data; names are
@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from model.human_review import parse_activation_conditions
 from service.projects import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
-from service.review.conditions import parse_activation_conditions
 from service.store import SqliteStore, listing_scope
 
 __all__ = [

@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from model.human_review import InvalidConditions
 from service.errors import RequestError
 from service.preflight import is_allowed
-from service.review.conditions import InvalidConditions
 from service.review.flows import (
     FlowDefinitionStore,
     FlowInUse,

@@ -1,4 +1,7 @@
-"""Human loop activation conditions for DetectModerationLabels, as A2I defines them.
+"""Human loop activation conditions for DetectModerationLabels, as A2I defines them, and what a
+human loop keeps of the request and answer that started it (``input_content``). Pure functions
+of a DetectModerationLabels answer: the server's DetectModerationLabels and a bulk job's results
+lines (``pipeline.human_review``) both use them.
 
 A flow definition's ``HumanLoopActivationConditions`` is a JSON string (SageMaker developer guide,
 "JSON Schema for Human Loop Activation Conditions in Amazon Augmented AI" and "Use Human Loop
@@ -29,6 +32,7 @@ conditions"); the results have the shape of A2I's ``humanTaskActivationCondition
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -45,7 +49,9 @@ __all__ = [
     "Activation",
     "InvalidConditions",
     "evaluate",
+    "input_content",
     "parse_activation_conditions",
+    "sampling_key",
 ]
 
 CONFIDENCE_CHECK = "ModerationLabelConfidenceCheck"
@@ -359,3 +365,47 @@ def _sampling_point(sampling_key: bytes, place: str) -> float:
         len(sampling_key).to_bytes(8, "big") + sampling_key + place.encode()
     ).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+
+# What a human loop keeps, for DetectModerationLabels and for a bulk job's results lines alike.
+
+
+def sampling_key(flow_arn: str, image: bytes) -> bytes:
+    """What decides a Sampling condition for this request: the image's SHA-256 and the flow
+    definition's ARN (the same image through the same flow is always sampled the same way)."""
+    return hashlib.sha256(
+        flow_arn.encode("utf-8") + b"\n" + hashlib.sha256(image).digest()
+    ).digest()
+
+
+def input_content(
+    params: Mapping[str, Any],
+    response: Mapping[str, Any],
+    evaluation_results: Mapping[str, Any],
+    selected_labels: list[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """A Rekognition loop's ``inputContent``, as A2I's output data shows it."""
+    request = {key: value for key, value in params.items() if value is not None}
+    image = dict(request.get("Image") or {})
+    if isinstance(image.get("Bytes"), bytes | bytearray):
+        image["Bytes"] = base64.b64encode(image["Bytes"]).decode("ascii")
+    request["Image"] = image
+    answer = {key: value for key, value in response.items() if key != "HumanLoopActivationOutput"}
+    selected: dict[str, Any] = {"ModerationLabels": list(selected_labels)}
+    if "ModerationModelVersion" in response:
+        selected["ModerationModelVersion"] = response["ModerationModelVersion"]
+    return {
+        "aiServiceRequest": _camel(request),
+        "aiServiceResponse": _camel(answer),
+        "humanTaskActivationConditionResults": dict(evaluation_results),
+        "selectedAiServiceResponse": _camel(selected),
+    }
+
+
+def _camel(value: Any) -> Any:
+    """Keys in A2I's camelCase (``ModerationLabels`` -> ``moderationLabels``), all the way down."""
+    if isinstance(value, Mapping):
+        return {key[:1].lower() + key[1:]: _camel(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_camel(item) for item in value]
+    return value
