@@ -1,12 +1,14 @@
 """Console pages in Chromium against the real server and moto over HTTP, beyond the whole loop of
 test_console_workflow: the jobs list's paging, a running job's page refreshing itself, results
-and errors paged server-side, deleting an adapter project, Image moderation from an S3 URI."""
+and errors paged server-side, deleting an adapter project, Image moderation from an S3 URI, a
+job started with a human review flow."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
+import time
 
 import boto3
 import pytest
@@ -170,3 +172,32 @@ def test_image_moderation_from_an_s3_uri(console, s3, page, sample_photos):
         shown
     ) == sorted(label["Name"] for label in response["ModerationLabels"])
     assert page.errors == []
+
+
+def test_a_job_started_with_a_human_review_flow_gets_its_loops(console, s3, page, sample_photos):
+    from tests.test_bulk_review import EVERY_LABEL_UNDER_99, _clients, _flow, _loops
+
+    base, _registry = console
+    with open(sample_photos["coffee.jpg"], "rb") as f:
+        s3.put_object(Bucket="in-bucket", Key="coffee.jpg", Body=f.read())
+    s3.put_object(
+        Bucket="in-bucket",
+        Key="one.jsonl",
+        Body=json.dumps({"source-ref": "s3://in-bucket/coffee.jpg"}).encode() + b"\n",
+    )
+    sagemaker, runtime = _clients(base)
+    flow_arn = _flow(sagemaker, "console-review", EVERY_LABEL_UNDER_99)
+    sign_in(page, base, API_KEY_ID, API_SECRET)
+    page.goto(f"{base}/console/jobs/new")
+    page.check("input[value=manifest]")
+    page.fill("input[name=manifest_uri]", "s3://in-bucket/one.jsonl")
+    page.fill("input[name=min_confidence]", "0")
+    page.select_option("select[name=flow]", label="console-review")
+    page.click("#new-job button[type=submit]")
+    page.wait_for_selector("#job-status:text-matches('SUCCEEDED|FAILED')", timeout=300_000)
+    assert page.locator("#job-status").inner_text() == "SUCCEEDED"
+    assert "console-review" in page.locator(".facts").inner_text()
+    deadline = time.monotonic() + 30
+    while not _loops(runtime, flow_arn) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(_loops(runtime, flow_arn)) == 1

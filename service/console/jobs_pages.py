@@ -22,6 +22,7 @@ from service.console.results_index import ResultFilters, index_job
 from service.console.web import Console, action, api_message, json_page, page
 from service.errors import RequestError
 from service.registry import ACTIVE_STATUSES
+from service.review.bulk import FLOW_KEY
 from storage.reading import split_s3_uri
 
 __all__ = ["NoResults", "adapter_name", "ensure_indexed", "finished_job", "job_view", "routes"]
@@ -40,6 +41,18 @@ def adapter_name(arn: str | None) -> str:
     if len(parts) >= 4 and parts[0] == "project" and parts[2] == "version":
         return f"{parts[1]} / {parts[3]}"
     return arn
+
+
+def _flows(console: Console) -> list[dict[str, str]]:
+    """The human review flow definitions a job may attach: ``[{"arn", "name"}]``."""
+    store = console.api.flows
+    if store is None:
+        return []
+    found, token = store.list(max_results=100)
+    while token:
+        more, token = store.list(max_results=100, next_token=token)
+        found += more
+    return [{"arn": flow.arn, "name": flow.name} for flow in found]
 
 
 def job_view(job: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +156,7 @@ def routes(console: Console) -> list[Route]:
             "source": "upload",
             "manifest_uri": "",
             "adapter": "",
+            "flow": "",
             "min_confidence": DEFAULT_MIN_CONFIDENCE,
             "error": "",
         }
@@ -153,6 +167,7 @@ def routes(console: Console) -> list[Route]:
             status,
             section="jobs",
             adapters=await trained_adapters(),
+            flows=await run_in_threadpool(_flows, console),
             max_images=console.settings.max_upload_images,
             max_mb=round(console.settings.max_upload_bytes / 1024 / 1024, 1),
             **defaults,
@@ -207,6 +222,7 @@ def routes(console: Console) -> list[Route]:
             "source": str(form.get("source", "upload")),
             "manifest_uri": str(form.get("manifest_uri", "")).strip(),
             "adapter": str(form.get("adapter", "")),
+            "flow": str(form.get("flow", "")),
         }
         try:
             values["min_confidence"] = float(str(form.get("min_confidence", "")) or "nan")
@@ -245,8 +261,9 @@ def routes(console: Console) -> list[Route]:
         }
         if values["job_name"]:
             params["JobName"] = values["job_name"]
+        extensions = {FLOW_KEY: values["flow"]} if values["flow"] else None
         try:
-            answer = await console.call("StartMediaAnalysisJob", params)
+            answer = await console.call("StartMediaAnalysisJob", params, extensions)
         except RequestError as exc:
             return await new_job_form(request, 400, **values, error=api_message(exc))
         return RedirectResponse(f"/console/jobs/{answer['JobId']}", status_code=303)
@@ -259,12 +276,14 @@ def routes(console: Console) -> list[Route]:
         except RequestError as exc:
             return console.error_page(request, 404, "Job", api_message(exc))
         indexed = job["status"] == "SUCCEEDED" and await ensure_indexed(console, job_id)
+        flow = console.api.registry.get(job_id).request.get(FLOW_KEY, "")
         return console.render(
             request,
             "job.html",
             section="jobs",
             job=job,
             progress=console.api.runner.progress(job_id),
+            flow=flow.rsplit("/", 1)[-1] if flow else "",
             statistics=console.index.statistics(job_id) if indexed else None,
             reviewed=console.decisions.count(job_id) if indexed else 0,
             images=console.index.image_count(job_id) if indexed else 0,

@@ -105,8 +105,12 @@ class Console:
 
     # Calling the API as a signed client would.
 
-    async def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        return await run_in_threadpool(self.api.call, operation, params)
+    async def call(
+        self, operation: str, params: dict[str, Any], extensions: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return await run_in_threadpool(
+            functools.partial(self.api.call, extensions=extensions), operation, params
+        )
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any
