@@ -219,6 +219,14 @@ def flag_parser() -> argparse.ArgumentParser:
         help="Largest uploaded image, in MB (Rekognition's limit for an image in S3). "
         "Default: 15.",
     )
+    console.add_argument(
+        "--review_teams_file",
+        default=None,
+        help='JSON file {"teams": {"<team name or WorkteamArn>": ["<access key id>", ...]}}: who '
+        "may review a flow definition's human loops in the console (the team of its "
+        "WorkteamArn, by the ARN or its last path segment). Default: every console user reviews "
+        "every flow.",
+    )
     return parser
 
 

@@ -1,6 +1,6 @@
 """The console application, mounted at ``/console`` beside the API: sign-in and sign-out, the
 thumbnails, the static files, and the pages of each part (``jobs_pages``, ``verify_pages``,
-``adapter_pages``, ``moderation_page``)."""
+``adapter_pages``, ``moderation_page``, ``review_pages``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service.console import adapter_pages, jobs_pages, moderation_page, verify_pages
+from service.console import adapter_pages, jobs_pages, moderation_page, review_pages, verify_pages
 from service.console.images import THUMBNAIL_SIZES, ImageRefused, ImageUnavailable
 from service.console.results_index import index_job
 from service.console.sessions import check_credentials
@@ -122,6 +122,7 @@ def build_console(api, settings: ConsoleSettings) -> Starlette:
         *verify_pages.routes(console),
         *adapter_pages.routes(console),
         *moderation_page.routes(console),
+        *review_pages.routes(console),
     ]
     middleware = [
         # The largest upload allowed, and a little more for the form's other fields.

@@ -36,6 +36,7 @@ __all__ = [
     "ThumbnailCache",
     "UploadRefused",
     "check_upload",
+    "render_thumbnail",
     "unique_names",
 ]
 
@@ -147,7 +148,7 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _render(data: bytes, size: int, ref: str) -> bytes:
+def render_thumbnail(data: bytes, size: int, ref: str) -> bytes:
     """JPEG bytes of the image ``data``, its longest side at most ``size``."""
     not_image = ImageUnavailable(f"{ref} is not a JPEG or PNG image.")
     try:
@@ -255,7 +256,7 @@ class ThumbnailCache:
                 cached = self._cached(name)
                 if cached is not None:
                     return cached
-                data = _render(self._read(bucket, key, version, ref), size, ref)
+                data = render_thumbnail(self._read(bucket, key, version, ref), size, ref)
                 self._store(name, data)
                 return data
             finally:
