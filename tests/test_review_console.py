@@ -209,7 +209,9 @@ def _wait_for_path(page, path: str) -> None:
 
 
 def _open_task(page, base: str, name: str) -> None:
+    """Opens a task: the page claims it (a POST with the CSRF token) and shows it claimed."""
     page.goto(f"{base}/console/review/{name}")
+    page.wait_for_selector("#claim-state")
     page.wait_for_selector("#labels li")
 
 
@@ -582,7 +584,7 @@ def test_without_a_teams_file_everyone_reviews_every_flow_and_answers_are_checke
     page = dave.get(f"{base}/console/review/one", timeout=30)
     assert page.status_code == 200 and "answered this task already" in page.text
     # A label the loop's response had is allowed, though not of the taxonomy.
-    dave.get(f"{base}/console/review/two", timeout=30)
+    assert post("two", {}, action="claim").status_code == 200
     answer = post("two", {"labels": {XSS_LABEL: True}})
     assert answer.status_code == 200, answer.text
     assert _present(answer.json()["answer"]) == ["Violence", "Weapons", XSS_LABEL]
@@ -712,3 +714,22 @@ def test_answers_have_the_shape_of_a2i_rekognition_answers():
     image = {"s3Object": {"bucket": "b", "name": "k.jpg", "version": "v1"}}
     assert loop_image({"aiServiceRequest": {"image": image}})["ref"] == "s3://b/k.jpg?versionId=v1"
     assert loop_image({"text": "no image"}) is None
+
+
+def test_showing_a_task_claims_nothing_until_the_page_posts_its_claim(review, sample_photos, page):
+    base = review.url
+    flow_arn = review.flow("get-safe", task_count=1)
+    content = {
+        "aiServiceRequest": {"image": {"s3Object": {"bucket": "in-bucket", "name": "x.jpg"}}},
+        "aiServiceResponse": {"moderationLabels": [_label("Explicit", 60.0, "", 1)]},
+    }
+    review.start("get-safe", flow_arn, content)
+    sign_in(page, base, *ALICE)
+    page.route("**/console/review/get-safe/claim", lambda route: route.abort())
+    page.goto(f"{base}/console/review/get-safe")
+    page.wait_for_selector("#claim-needed.error")
+    store = review.httpd.api.loops
+    assert store.claims("get-safe") == []
+    page.unroute("**/console/review/get-safe/claim")
+    _open_task(page, base, "get-safe")
+    assert [claim.reviewer for claim in store.claims("get-safe")] == [ALICE[0]]

@@ -505,15 +505,25 @@ def _task_view(console: Console, user: str, name: str) -> tuple[int, dict[str, A
     loop, flow = _loop_for(console, user, name)
     loops_store = console.api.loops
     claim = None
+    claim_needed = False
     unavailable = ""
     status = 200
     if loop.status != _IN_PROGRESS:
         unavailable = f"This human loop is {loop.status}: it takes no more answers."
     else:
+        # Showing the page claims nothing: a free slot is claimed by the page's script, a POST
+        # with the CSRF token (review_pages.claim), and the page shown again with the claim.
+        live = loops_store.claims(name)
+        claim = next((held for held in live if held.reviewer == user), None)
+        answered = any(entry.get("workerId") == user for entry in loop.answers)
+        free = loop.task_count - len(loop.answers) - len(live)
+        claim_needed = claim is None and not answered and free > 0
         try:
-            claim = loops_store.claim(
-                name, user, time_limit_secs=flow.time_limit_secs if flow else None
-            )
+            if claim is None and not claim_needed:
+                # Says why not (the slots are taken, or this reviewer answered already).
+                loops_store.claim(
+                    name, user, time_limit_secs=flow.time_limit_secs if flow else None
+                )
         except LoopNotOpen as exc:
             status = 409
             loop = loops_store.get(name)
@@ -546,6 +556,7 @@ def _task_view(console: Console, user: str, name: str) -> tuple[int, dict[str, A
         "unavailable": unavailable,
         "present_at": PRESENT_AT,
         "data": None,
+        "claim_url": f"/console/review/{loop.name}/claim" if claim_needed else "",
     }
     if claim is not None:
         context["data"] = {

@@ -57,7 +57,31 @@ function markMissing(image) {
   if (note) note.hidden = false;
 }
 
+// A human review task is claimed by a POST (with the CSRF token), then shown with its claim.
+async function claimTask(box) {
+  try {
+    const response = await fetch(box.dataset.claimUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() },
+      body: "{}",
+    });
+    if (response.ok) {
+      window.location.reload();
+      return;
+    }
+    const answer = await response.json().catch(() => ({}));
+    box.className = "error";
+    box.textContent = answer.error || `The task could not be claimed (${response.status}).`;
+  } catch (error) {
+    box.className = "error";
+    box.textContent = `The task could not be claimed: ${error.message}`;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const claim = document.getElementById("claim-needed");
+  if (claim) claimTask(claim);
   document.querySelectorAll("img.thumb").forEach((image) => {
     if (image.complete && image.naturalWidth === 0 && image.getAttribute("src")) markMissing(image);
     image.addEventListener("error", () => markMissing(image));
