@@ -35,6 +35,7 @@ __all__ = [
     "MIN_SIDE",
     "LoadImages",
     "decode_image",
+    "to_rgb",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def decode_image(data: bytes, max_side: int = DECODE_MAX_SIDE) -> np.ndarray:
         else:
             image.load()
         image = _upright(image)
-        image = _reduced(_rgb(image), max_side)
+        image = _reduced(to_rgb(image), max_side)
     except Exception as exc:
         raise ImageProblem(
             ErrorCode.INVALID_IMAGE, f"The image is truncated or corrupt: {exc}"
@@ -125,7 +126,8 @@ def _upright(image: Image.Image) -> Image.Image:
     return image
 
 
-def _rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` in RGB: 16/32-bit greyscale scaled to 8 bits, transparency composited on white."""
     if image.mode == "RGB":
         return image
     if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit greyscale

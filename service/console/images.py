@@ -27,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.preflight import is_allowed
 from storage.reading import split_s3_uri, split_versioned_uri
+from transforms.images import to_rgb
 
 __all__ = [
     "THUMBNAIL_SIZES",
@@ -133,19 +134,11 @@ def _too_many_pixels(image: Image.Image) -> bool:
 
 
 def _rgb(image: Image.Image) -> Image.Image:
-    """``image`` in RGB, any transparency composited on white."""
-    if image.mode == "RGB" and "transparency" not in image.info:
-        return image
-    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit greyscale
-        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
-    if "transparency" in image.info and image.mode in ("P", "L", "RGB"):
+    """``image`` in RGB, any transparency composited on white: the pipeline's conversion, with
+    the transparent colour of a greyscale or RGB image (PNG's tRNS) honoured too."""
+    if "transparency" in image.info and image.mode in ("L", "RGB"):
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
-        image = image.convert("RGBA")
-        background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image, mask=image.getchannel("A"))
-        return background
-    return image.convert("RGB")
+    return to_rgb(image)
 
 
 def render_thumbnail(data: bytes, size: int, ref: str) -> bytes:

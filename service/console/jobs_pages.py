@@ -25,7 +25,16 @@ from service.registry import ACTIVE_STATUSES
 from service.review.bulk import FLOW_KEY
 from storage.reading import split_s3_uri
 
-__all__ = ["NoResults", "adapter_name", "ensure_indexed", "finished_job", "job_view", "routes"]
+__all__ = [
+    "NoResults",
+    "adapter_name",
+    "ensure_indexed",
+    "finished_job",
+    "job_view",
+    "query_filters",
+    "query_offset",
+    "routes",
+]
 
 JOBS_PER_PAGE = 20
 RESULTS_PER_PAGE = 48
@@ -312,13 +321,9 @@ def routes(console: Console) -> list[Route]:
             job = await finished_job(console, request, "Results")
         except NoResults as missing:
             return missing.response
-        error = ""
-        try:
-            filters = ResultFilters.from_query(request.query_params)
-        except ValueError as exc:
-            filters, error = ResultFilters(), str(exc)
-        offset = _offset(request, "offset")
-        errors_offset = _offset(request, "errors_offset")
+        filters, error = query_filters(request)
+        offset = query_offset(request)
+        errors_offset = query_offset(request, "errors_offset")
         found = console.index.page(job_id, filters, offset=offset, limit=RESULTS_PER_PAGE)
         errors, errors_total = console.index.errors(
             job_id, offset=errors_offset, limit=ERRORS_PER_PAGE
@@ -352,6 +357,15 @@ def routes(console: Console) -> list[Route]:
     ]
 
 
-def _offset(request: Request, name: str) -> int:
+def query_offset(request: Request, name: str = "offset") -> int:
+    """A paging offset of the query (0 when missing or not a number)."""
     value = request.query_params.get(name, "0")
     return int(value) if value.isdigit() else 0
+
+
+def query_filters(request: Request) -> tuple[ResultFilters, str]:
+    """The result filters of the query, and "" or what is wrong with them (then no filters)."""
+    try:
+        return ResultFilters.from_query(request.query_params), ""
+    except ValueError as exc:
+        return ResultFilters(), str(exc)

@@ -47,7 +47,14 @@ from service.console.decisions import (
     training_readiness,
     verification_report,
 )
-from service.console.jobs_pages import NoResults, ensure_indexed, finished_job, job_view
+from service.console.jobs_pages import (
+    NoResults,
+    ensure_indexed,
+    finished_job,
+    job_view,
+    query_filters,
+    query_offset,
+)
 from service.console.results_index import ResultFilters, ResultItem
 from service.console.web import (
     SECURITY_HEADERS,
@@ -262,11 +269,6 @@ def _view_data(
 # Reading a request.
 
 
-def _offset(request: Request) -> int:
-    value = request.query_params.get("offset", "0")
-    return int(value) if value.isdigit() else 0
-
-
 def _position(request: Request) -> int | None:
     value = request.query_params.get("position", "")
     return int(value) if value.isdigit() and int(value) > 0 else None
@@ -445,12 +447,8 @@ def routes(console: Console) -> list[Route]:
             job = await finished_job(console, request, "Verify predictions")
         except NoResults as missing:
             return missing.response
-        filter_error = ""
-        try:
-            filters = ResultFilters.from_query(request.query_params)
-        except ValueError as exc:
-            filters, filter_error = ResultFilters(), str(exc)
-        offset, position = _offset(request), _position(request)
+        filters, filter_error = query_filters(request)
+        offset, position = query_offset(request), _position(request)
         threshold = job["min_confidence"]
 
         def gather() -> dict[str, Any]:
@@ -497,11 +495,10 @@ def routes(console: Console) -> list[Route]:
         job = await json_job(job_id)
         if isinstance(job, JSONResponse):
             return job
-        try:
-            filters = ResultFilters.from_query(request.query_params)
-        except ValueError as exc:
-            return _error(str(exc), 400)
-        offset, position = _offset(request), _position(request)
+        filters, problem = query_filters(request)
+        if problem:
+            return _error(problem, 400)
+        offset, position = query_offset(request), _position(request)
         data = await run_in_threadpool(
             _view_data, console, job, filters, offset=offset, position=position
         )
