@@ -31,7 +31,7 @@ from service.project_records import (
 )
 from service.store import SqliteStore, listing_scope
 
-__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "ProjectRegistry"]
+__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "ProjectRegistry", "check_arn_scope"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,6 +77,14 @@ _REGION = re.compile(r"[a-z\d-]+")
 _ACCOUNT_ID = re.compile(r"\d{12}")
 
 
+def check_arn_scope(region: str, account_id: str) -> None:
+    """ValueError naming the flag unless ``region`` and ``account_id`` can stand in an ARN."""
+    if not _REGION.fullmatch(region):
+        raise ValueError(f"--region must be lowercase letters, digits and '-', not {region!r}")
+    if not _ACCOUNT_ID.fullmatch(account_id):
+        raise ValueError(f"--account_id must be 12 digits, not {account_id!r}")
+
+
 class ProjectRegistry(SqliteStore):
     """Projects and versions in one SQLite file; safe to share between threads and processes.
 
@@ -94,10 +102,7 @@ class ProjectRegistry(SqliteStore):
         backbone_version: str | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        if not _REGION.fullmatch(region):
-            raise ValueError(f"--region must be lowercase letters, digits and '-', not {region!r}")
-        if not _ACCOUNT_ID.fullmatch(account_id):
-            raise ValueError(f"--account_id must be 12 digits, not {account_id!r}")
+        check_arn_scope(region, account_id)
         super().__init__(path, _SCHEMA, clock=clock)
         self.region = region
         self.account_id = account_id

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from model.human_review import parse_activation_conditions
-from service.projects import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
+from service.projects import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, check_arn_scope
 from service.store import SqliteStore, listing_scope
 
 __all__ = [
@@ -62,8 +62,6 @@ CREATE INDEX IF NOT EXISTS review_flow_definitions_by_creation
     ON review_flow_definitions (created, arn);
 """
 
-_REGION = re.compile(r"[a-z\d-]+")
-_ACCOUNT_ID = re.compile(r"\d{12}")
 _S3_URI = re.compile(r"s3://([^/]+)/?(.*)", re.DOTALL)
 _SORT_ORDERS = ("Ascending", "Descending")
 
@@ -226,10 +224,7 @@ class FlowDefinitionStore(SqliteStore):
         account_id: str = DEFAULT_ACCOUNT_ID,
         clock: Callable[[], float] = time.time,
     ):
-        if not _REGION.fullmatch(region):
-            raise ValueError(f"--region must be lowercase letters, digits and '-', not {region!r}")
-        if not _ACCOUNT_ID.fullmatch(account_id):
-            raise ValueError(f"--account_id must be 12 digits, not {account_id!r}")
+        check_arn_scope(region, account_id)
         super().__init__(path, _SCHEMA, clock=clock)
         self.region = region
         self.account_id = account_id
