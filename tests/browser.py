@@ -36,6 +36,7 @@ __all__ = [
     "CHROMIUM_ARGS",
     "SCREENSHOTS",
     "browser",
+    "browser_page",
     "launch_browser",
     "page",
     "screenshot",
@@ -81,10 +82,11 @@ def browser():
             launched.close()
 
 
-@pytest.fixture
-def page(browser):
+@contextlib.contextmanager
+def browser_page(browser) -> Iterator:
     """A page in a fresh context (no cookies; viewport 1280x900), with ``errors`` (uncaught
-    script errors, console errors) and ``dialogs`` (``"alert: message"``, each dismissed)."""
+    script errors, console errors) and ``dialogs`` (``"alert: message"``, each dismissed): one
+    more user, beside the ``page`` fixture's."""
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(TIMEOUT_MS)
     opened = context.new_page()
@@ -102,6 +104,13 @@ def page(browser):
         yield opened
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page of ``browser_page``, for the test's length."""
+    with browser_page(browser) as opened:
+        yield opened
 
 
 def _console_error(message, errors: list[str]) -> None:

@@ -8,7 +8,6 @@ runtime's StartHumanLoop), and what they write (output.json, DescribeHumanLoop);
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import re
 import time
@@ -21,7 +20,7 @@ import requests
 from service.console.review_pages import answer_content, loop_image, loop_labels
 from service.console.settings import ReviewTeams, team_name
 from service.review.flows import REKOGNITION_SOURCE
-from tests.browser import TIMEOUT_MS, VIEWPORT, _console_error, screenshot, sign_in
+from tests.browser import browser_page, screenshot, sign_in
 from tests.conftest import API_KEY_ID, API_SECRET, start_api_server
 from tests.console_server import console_flags
 
@@ -176,28 +175,6 @@ ALCOHOL = [
     _label("Alcoholic Beverages", 62.0, "Alcohol", 2),
     _label("Alcohol", 62.0, "", 1),
 ]
-
-
-@contextlib.contextmanager
-def browser_page(browser):
-    """A page in a context of its own (another reviewer), recording errors and dialogs as the
-    ``page`` fixture does."""
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(TIMEOUT_MS)
-    opened = context.new_page()
-    opened.errors, opened.dialogs = [], []
-    opened.on("pageerror", lambda error: opened.errors.append(f"pageerror: {error}"))
-    opened.on("console", lambda message: _console_error(message, opened.errors))
-
-    def on_dialog(dialog) -> None:
-        opened.dialogs.append(f"{dialog.type}: {dialog.message}")
-        dialog.dismiss()
-
-    opened.on("dialog", on_dialog)
-    try:
-        yield opened
-    finally:
-        context.close()
 
 
 def _path(page) -> str:

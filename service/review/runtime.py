@@ -49,7 +49,7 @@ from service.review.loops import (
     LoopNotOpen,
     LoopQuotaExceeded,
 )
-from service.store import InvalidPaginationToken
+from service.store import InvalidPaginationToken, page_answer
 from service.validation import VALIDATION_ERROR, service_model, validate_parameters
 
 __all__ = [
@@ -270,10 +270,7 @@ def list_human_loops(api, params: dict) -> dict:
         )
     except InvalidPaginationToken as exc:
         raise RequestError(VALIDATION_ERROR, str(exc)) from None
-    answer: dict[str, Any] = {"HumanLoopSummaries": [loop.summary() for loop in loops]}
-    if token:
-        answer["NextToken"] = token
-    return answer
+    return page_answer("HumanLoopSummaries", [loop.summary() for loop in loops], token)
 
 
 def stop_human_loop(api, params: dict) -> dict:
