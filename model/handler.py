@@ -65,6 +65,8 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         *,
         components: str = "auto",
         backbone: str | None = None,
+        zero_shot_model: str | None = None,
+        zero_shot_prompts: str | None = None,
         s3: S3Settings | None = None,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         intra_op_threads: int | None = None,
@@ -88,6 +90,7 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         resolve_components(components)  # a bad choice fails at construction, not on a worker
         self._components = components
         self._backbone = backbone
+        self._zero_shot = (zero_shot_model, zero_shot_prompts)
         self._s3 = s3
         self._min_confidence = min_confidence
         self._intra_op_threads = intra_op_threads
@@ -111,14 +114,21 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         try:
             threads = inference_threads(self._intra_op_threads, self._processes_per_machine)
             model = load_moderation_model(
-                self._components, backbone=self._backbone, intra_op_threads=threads, s3=self._s3
+                self._components,
+                backbone=self._backbone,
+                zero_shot_model=self._zero_shot[0],
+                zero_shot_prompts=self._zero_shot[1],
+                intra_op_threads=threads,
+                s3=self._s3,
             )
         except Exception as exc:
+            zero_shot = f", --zero_shot_model={self._zero_shot[0]}" if self._zero_shot[0] else ""
             raise ValueError(
                 f"Unable to load the moderation model (--components={self._components}, "
-                f"--backbone={self._backbone or DEFAULT_BACKBONE}): {exc}. Check that the model "
-                "packages are installed (pip install '.[nudenet]') and that the backbone URI "
-                "is a TF2 SavedModel or TF Hub handle."
+                f"--backbone={self._backbone or DEFAULT_BACKBONE}{zero_shot}): {exc}. Check that "
+                "the model packages are installed (pip install '.[nudenet]'), that the backbone "
+                "URI is a TF2 SavedModel or TF Hub handle, and that a zero-shot model folder is "
+                "what python -m training.export_zero_shot writes."
             ) from exc
         _LOGGER.info(
             "Loaded moderation model %s (%d inference threads per component)",
@@ -153,7 +163,13 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
             # A model shared across processes is a proxy, which exposes methods only.
             version = getattr(model, "version", None)
             if not isinstance(version, str):
-                version = moderation_model_version(self._components, self._backbone)
+                version = moderation_model_version(
+                    self._components,
+                    self._backbone,
+                    zero_shot_model=self._zero_shot[0],
+                    zero_shot_prompts=self._zero_shot[1],
+                    s3=self._s3,
+                )
             self._version = version
         return self._version
 

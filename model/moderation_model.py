@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMPONENT_CHOICES",
+    "add_zero_shot_arguments",
+    "check_zero_shot_arguments",
+    "zero_shot_flags",
     "ModerationModel",
     "load_moderation_model",
     "model_version",
@@ -155,6 +158,39 @@ def respond(
     ]
 
 
+def add_zero_shot_arguments(parser) -> None:
+    """``--zero_shot_model`` and ``--zero_shot_prompts``, the same for every entry point."""
+    parser.add_argument(
+        "--zero_shot_model",
+        default=None,
+        help="A zero-shot image-text model of your own (local folder, s3:// or gs:// URI) as "
+        "python -m training.export_zero_shot writes it: zero_shot.json, the image encoder "
+        "(ONNX or SavedModel) and the text embeddings of its prompt table. It scores every "
+        "label of the taxonomy, beside the other components. Default: none.",
+    )
+    parser.add_argument(
+        "--zero_shot_prompts",
+        default=None,
+        help="A prompt table (JSON, local or s3:// / gs://) overriding the model folder's own "
+        "prompts.json and the shipped table, e.g. to recalibrate labels; every prompt in it "
+        "must have a text embedding in the model folder. Needs --zero_shot_model. Default: the "
+        "folder's table, else the shipped one.",
+    )
+
+
+def check_zero_shot_arguments(zero_shot_model: str | None, zero_shot_prompts: str | None) -> None:
+    if zero_shot_prompts and not zero_shot_model:
+        raise ValueError("--zero_shot_prompts needs --zero_shot_model (the model's folder)")
+
+
+def zero_shot_flags(zero_shot_model: str | None, zero_shot_prompts: str | None) -> list[str]:
+    """The flags that hand a zero-shot model on to a job or training process."""
+    flags = [f"--zero_shot_model={zero_shot_model}"] if zero_shot_model else []
+    if zero_shot_model and zero_shot_prompts:
+        flags.append(f"--zero_shot_prompts={zero_shot_prompts}")
+    return flags
+
+
 def model_version(part_versions) -> str:
     """The ``ModerationModelVersion`` string: this project's release and each part that ran."""
     return f"beam-moderation-{__version__}/" + "+".join(part_versions)
@@ -190,9 +226,23 @@ def _uses_content_types_head(backbone: str | None) -> bool:
     return backbone in (None, DEFAULT_BACKBONE)
 
 
-def moderation_model_version(components: str = "auto", backbone: str | None = None) -> str:
-    """The version a model loaded with these settings reports, without loading it."""
+def moderation_model_version(
+    components: str = "auto",
+    backbone: str | None = None,
+    *,
+    zero_shot_model: str | None = None,
+    zero_shot_prompts: str | None = None,
+    s3=None,
+) -> str:
+    """The version a model loaded with these settings reports, without loading its weights (a
+    zero-shot model's version is read from its folder's files)."""
     versions = [_COMPONENT_VERSIONS[name]() for name in resolve_components(components)]
+    if zero_shot_model:
+        from model.zero_shot import ZeroShotClassifier
+
+        versions.append(
+            ZeroShotClassifier.version_for(zero_shot_model, prompts=zero_shot_prompts, s3=s3)
+        )
     if _uses_backbone(backbone):
         versions.append(Backbone.version_for(backbone))
     if _uses_content_types_head(backbone):
@@ -204,11 +254,15 @@ def load_moderation_model(
     components: str = "auto",
     *,
     backbone: str | None = None,
+    zero_shot_model: str | None = None,
+    zero_shot_prompts: str | None = None,
     intra_op_threads: int | None = None,
     s3=None,
 ) -> ModerationModel:
     """The base model: ``components`` as for ``--components``, ``backbone`` a TF Hub handle or
-    SavedModel URI (None: the embedded EfficientNet-Lite0; "none": no backbone at all)."""
+    SavedModel URI (None: the embedded EfficientNet-Lite0; "none": no backbone at all),
+    ``zero_shot_model`` a zero-shot model folder (with ``zero_shot_prompts``, a prompt table
+    overriding its own)."""
     factories = {
         "open_nsfw": OpenNsfwClassifier,
         "nudenet": NudeNetDetector,
@@ -218,6 +272,17 @@ def load_moderation_model(
         factories[name](intra_op_threads=intra_op_threads)
         for name in resolve_components(components)
     ]
+    if zero_shot_model:
+        from model.zero_shot import ZeroShotClassifier
+
+        parts.append(
+            ZeroShotClassifier.load(
+                zero_shot_model,
+                prompts=zero_shot_prompts,
+                s3=s3,
+                intra_op_threads=intra_op_threads,
+            )
+        )
     return ModerationModel(
         parts,
         backbone=(

@@ -34,6 +34,8 @@ def default_model_handler(options: ModerationOptions) -> ModelHandler:
         analyses=bool(options.adapter),
         components=options.components,
         backbone=options.backbone,
+        zero_shot_model=options.zero_shot_model,
+        zero_shot_prompts=options.zero_shot_prompts,
         s3=S3Settings.from_options(options),
         min_confidence=options.min_confidence,
         intra_op_threads=options.inference_threads or None,

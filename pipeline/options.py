@@ -14,7 +14,11 @@ from apache_beam.options.pipeline_options import (
 
 from model.backbone import DEFAULT_BACKBONE, NO_BACKBONE
 from model.confidence import add_confidence_argument, check_confidence
-from model.moderation_model import COMPONENT_CHOICES
+from model.moderation_model import (
+    COMPONENT_CHOICES,
+    add_zero_shot_arguments,
+    check_zero_shot_arguments,
+)
 from transforms.manifest import SUPPORTED_SCHEMES
 
 __all__ = ["ModerationOptions", "validate_options", "worker_processes_per_machine"]
@@ -62,6 +66,7 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         "runs without the content-types head; 'none' runs open_nsfw/NudeNet alone (nudity "
         f"labels only, no content types). Default: {DEFAULT_BACKBONE}.",
     )
+    add_zero_shot_arguments(parser)
     parser.add_argument(
         "--adapter",
         default=None,
@@ -199,6 +204,7 @@ def validate_options(options: ModerationOptions) -> None:
         )
     if options.adapter and options.backbone == NO_BACKBONE:
         raise ValueError("--adapter needs the backbone's embedding; drop --backbone=none")
+    check_zero_shot_arguments(options.zero_shot_model, options.zero_shot_prompts)
     if options.project_version and not options.adapter:
         raise ValueError("--project_version needs --adapter (the adapter's folder)")
     schemes = source_schemes(options)

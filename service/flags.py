@@ -31,6 +31,7 @@ SUBMIT_TO = ("local", "portable", "dataflow")
 def flag_parser() -> argparse.ArgumentParser:
     """Every flag of the server."""
     from model.backbone import DEFAULT_BACKBONE
+    from model.moderation_model import add_zero_shot_arguments
     from service.projects import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
 
     parser = argparse.ArgumentParser(
@@ -100,6 +101,7 @@ def flag_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BACKBONE,
         help=f"Backbone, as for pipeline.run. Default: {DEFAULT_BACKBONE}.",
     )
+    add_zero_shot_arguments(parser)
     parser.add_argument(
         "--submit_to",
         choices=SUBMIT_TO,

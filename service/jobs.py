@@ -52,9 +52,23 @@ def output_prefix(job: JobRecord) -> str:
 class JobSettings:
     """How jobs run: the model, Beam's runner flags, S3, and what jobs may touch."""
 
+    def model_version(self) -> str:
+        """The ``ModerationModelVersion`` of the base model jobs run."""
+        from model.moderation_model import moderation_model_version
+
+        return moderation_model_version(
+            self.components,
+            self.backbone,
+            zero_shot_model=self.zero_shot_model,
+            zero_shot_prompts=self.zero_shot_prompts,
+            s3=self.s3,
+        )
+
     s3: S3Settings = field(default_factory=S3Settings)
     components: str = "auto"
     backbone: str | None = None
+    zero_shot_model: str | None = None
+    zero_shot_prompts: str | None = None
     pipeline_args: Sequence[str] = ("--runner=DirectRunner",)
     allowed_locations: Collection[str] | None = None
     max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
@@ -161,6 +175,9 @@ class JobRunner:
             command.append(f"--allowed_source_prefixes={prefixes}")
         if settings.backbone:
             command.append(f"--backbone={settings.backbone}")
+        from model.moderation_model import zero_shot_flags
+
+        command += zero_shot_flags(settings.zero_shot_model, settings.zero_shot_prompts)
         adapter = self._adapter(job)
         if adapter is not None and not adapter.expired:
             # An expired adapter reads an embedding the server's backbone no longer makes: the
@@ -242,16 +259,12 @@ class JobRunner:
         self.registry.mark_failed(job.job_id, "INTERNAL_ERROR", reason)
 
     def _mark_succeeded(self, job: JobRecord) -> None:
-        from model.moderation_model import moderation_model_version
-
         prefix = output_prefix(job)
         self.registry.mark_succeeded(
             job.job_id,
             results_key=f"{prefix}/{RESULTS_FILE}",
             summary_key=f"{prefix}/{SUMMARY_FILE}",
-            model_version=moderation_model_version(
-                self.settings.components, self.settings.backbone
-            ),
+            model_version=self.settings.model_version(),
         )
         record = self.registry.get(job.job_id)
         for listener in self.on_succeeded:

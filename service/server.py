@@ -37,7 +37,7 @@ def build_server(argv: Sequence[str]):
     import boto3
 
     from model.backbone import Backbone
-    from model.moderation_model import load_moderation_model, moderation_model_version
+    from model.moderation_model import check_zero_shot_arguments, load_moderation_model
     from service.api import RekognitionApi
     from service.jobs import JobRunner, JobSettings
     from service.projects import ProjectRegistry
@@ -54,10 +54,16 @@ def build_server(argv: Sequence[str]):
     allowed = allowed_locations(args)
     s3_settings = S3Settings(endpoint_url=args.s3_endpoint_url, region_name=args.s3_region_name)
     registry = JobRegistry(args.registry, max_active_jobs=args.max_active_jobs)
+    try:
+        check_zero_shot_arguments(args.zero_shot_model, args.zero_shot_prompts)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     settings = JobSettings(
         s3=s3_settings,
         components=args.components,
         backbone=args.backbone,
+        zero_shot_model=args.zero_shot_model,
+        zero_shot_prompts=args.zero_shot_prompts,
         pipeline_args=runner_flags(args),
         allowed_locations=allowed,
         dataflow=dataflow_settings(args),
@@ -70,7 +76,7 @@ def build_server(argv: Sequence[str]):
         account_id=args.account_id,
         # What adapters are judged against: DEPRECATED if trained on another base model,
         # EXPIRED if trained on another backbone.
-        base_model_version=moderation_model_version(args.components, args.backbone),
+        base_model_version=settings.model_version(),
         backbone_version=Backbone.version_for(args.backbone),
     )
     flows = FlowDefinitionStore(args.registry, region=args.region, account_id=args.account_id)
@@ -100,7 +106,11 @@ def build_server(argv: Sequence[str]):
         trainer=trainer,
         s3_client=s3_client,
         load_model=lambda: load_moderation_model(
-            args.components, backbone=args.backbone, s3=s3_settings
+            args.components,
+            backbone=args.backbone,
+            zero_shot_model=args.zero_shot_model,
+            zero_shot_prompts=args.zero_shot_prompts,
+            s3=s3_settings,
         ),
         allowed_locations=allowed,
         flows=flows,

@@ -107,6 +107,9 @@ class TrainingRunner:
         command.append(f"--components={settings.components}")
         if settings.backbone:
             command.append(f"--backbone={settings.backbone}")
+        from model.moderation_model import zero_shot_flags
+
+        command += zero_shot_flags(settings.zero_shot_model, settings.zero_shot_prompts)
         command += s3_flags(settings.s3)
         command.append(f"--result_file={result_file}")
         return command

@@ -55,6 +55,8 @@ REGEXES: dict[str, list[str]] = {
     "min_confidence": [r"^(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)$"],
     "components": [_one_of(COMPONENT_CHOICES)],
     "adapter": [_REMOTE_FOLDER],
+    "zero_shot_model": [_REMOTE_FOLDER],
+    "zero_shot_prompts": [_REMOTE_OBJECT],
     # botocore's Rekognition model: the ProjectVersionArn pattern.
     "project_version": [
         r"^arn:[a-z\d-]+:rekognition:[a-z\d-]+:\d{12}:project/[a-zA-Z0-9_.\-]{1,255}"
@@ -79,6 +81,8 @@ LABELS: dict[str, str] = {
     "components": "Model components",
     "backbone": "TensorFlow image backbone",
     "adapter": "Adapter folder (s3:// or gs://)",
+    "zero_shot_model": "Zero-shot model folder (s3:// or gs://)",
+    "zero_shot_prompts": "Zero-shot prompt table (s3:// or gs://)",
     "project_version": "Adapter ProjectVersion ARN",
     "source_schemes": "Accepted kinds of source-ref",
     "allowed_source_prefixes": "Allowed source-ref prefixes",

@@ -443,8 +443,8 @@ def test_s3_manifest_and_images_through_beams_s3_flags(
     s3.put_object(Bucket="truth", Key="set/gt.jsonl", Body=("\n".join(lines) + "\n").encode())
     loaded = []
 
-    def load_model(components, backbone, s3):
-        loaded.append((components, backbone, s3.endpoint_url))
+    def load_model(args, s3):
+        loaded.append((args.components, args.backbone, s3.endpoint_url))
         return FakeModel()
 
     monkeypatch.setattr("training.evaluate._load_model", load_model)

@@ -149,6 +149,8 @@ def test_regexes_are_given_for_the_closed_forms():
         "min_confidence",
         "components",
         "adapter",
+        "zero_shot_model",
+        "zero_shot_prompts",
         "project_version",
         "source_schemes",
         "fetch_concurrency",

@@ -40,6 +40,8 @@ class TrainingRequest:
     kms_key_id: str | None = None
     components: str = "auto"
     backbone: str | None = None
+    zero_shot_model: str | None = None
+    zero_shot_prompts: str | None = None
     s3: S3Settings = field(default_factory=S3Settings)
 
 
@@ -71,7 +73,13 @@ def train(request: TrainingRequest, model=None) -> dict[str, Any]:
         )
 
     if model is None:
-        model = load_moderation_model(request.components, backbone=request.backbone, s3=request.s3)
+        model = load_moderation_model(
+            request.components,
+            backbone=request.backbone,
+            zero_shot_model=request.zero_shot_model,
+            zero_shot_prompts=request.zero_shot_prompts,
+            s3=request.s3,
+        )
     _LOGGER.info(
         "Running %s over %d training and %d test images",
         model.version,

@@ -60,7 +60,7 @@ _LOGGER = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     # The model is imported only where it is needed: the metrics work without it.
     from model.backbone import DEFAULT_BACKBONE
-    from model.moderation_model import COMPONENT_CHOICES
+    from model.moderation_model import COMPONENT_CHOICES, add_zero_shot_arguments
 
     parser = argparse.ArgumentParser(
         prog="python -m training.evaluate",
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "TF2 SavedModel (local folder, gs:// or s3:// URI) or a TF Hub handle; 'none' runs "
         f"open_nsfw/NudeNet alone. Default: {DEFAULT_BACKBONE}.",
     )
+    add_zero_shot_arguments(parser)
     parser.add_argument(
         "--batch_size",
         type=int,
@@ -114,16 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     check_confidence(args.min_confidence)
+    from model.moderation_model import check_zero_shot_arguments
+
+    check_zero_shot_arguments(args.zero_shot_model, args.zero_shot_prompts)
     for flag in ("batch_size", "fetch_concurrency"):
         value = getattr(args, flag)
         if not 1 <= value <= 1024:
             raise ValueError(f"--{flag} must be between 1 and 1024, not {value}")
 
 
-def _load_model(components: str, backbone: str | None, s3: S3Settings):
+def _load_model(args: argparse.Namespace, s3: S3Settings):
     from model.moderation_model import load_moderation_model
 
-    return load_moderation_model(components, backbone=backbone, s3=s3)
+    return load_moderation_model(
+        args.components,
+        backbone=args.backbone,
+        zero_shot_model=args.zero_shot_model,
+        zero_shot_prompts=args.zero_shot_prompts,
+        s3=s3,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     try:
-        model = _load_model(args.components, args.backbone, s3)
+        model = _load_model(args, s3)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

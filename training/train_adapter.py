@@ -48,7 +48,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from model.backbone import DEFAULT_BACKBONE
-    from model.moderation_model import COMPONENT_CHOICES
+    from model.moderation_model import COMPONENT_CHOICES, add_zero_shot_arguments
 
     parser = argparse.ArgumentParser(
         prog="python -m training.train_adapter",
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BACKBONE,
         help=f"Base model backbone, as the pipeline's. Default: {DEFAULT_BACKBONE}.",
     )
+    add_zero_shot_arguments(parser)
     parser.add_argument(
         "--result_file", default=None, help="Also write the result JSON to this local file."
     )
@@ -111,6 +112,9 @@ def _request(args: argparse.Namespace) -> TrainingRequest:
     if args.auto_split == bool(args.testing_manifest):
         raise ValueError("give --testing_manifest or --auto_split (one of the two)")
     check_confidence(args.confidence_threshold, "--confidence_threshold")
+    from model.moderation_model import check_zero_shot_arguments
+
+    check_zero_shot_arguments(args.zero_shot_model, args.zero_shot_prompts)
     return TrainingRequest(
         training_manifests=args.training_manifest,
         testing_manifests=args.testing_manifest,
@@ -121,6 +125,8 @@ def _request(args: argparse.Namespace) -> TrainingRequest:
         kms_key_id=args.kms_key_id,
         components=args.components,
         backbone=args.backbone,
+        zero_shot_model=args.zero_shot_model,
+        zero_shot_prompts=args.zero_shot_prompts,
         s3=s3_settings_from_arguments(args),
     )
 
