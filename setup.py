@@ -27,8 +27,9 @@ setup(
         "service.console",
     ],
     package_data={
-        # The trained content-types head travels with the code (a few tens of KB).
-        "model": ["content_types_head.npz", "content_types_head.json"],
+        # The trained content-types head (a few tens of KB) and the zero-shot prompt table
+        # travel with the code.
+        "model": ["content_types_head.npz", "content_types_head.json", "zero_shot_prompts.json"],
         # The console's page templates, stylesheet and scripts.
         "service": ["console/templates/*.html", "console/static/*"],
     },
