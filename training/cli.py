@@ -7,7 +7,19 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["add_format_argument", "exit_status", "print_report"]
+__all__ = ["add_components_argument", "add_format_argument", "exit_status", "print_report"]
+
+
+def add_components_argument(parser: argparse.ArgumentParser) -> None:
+    """``--components``, as the pipeline's."""
+    from model.moderation_model import COMPONENT_CHOICES
+
+    parser.add_argument(
+        "--components",
+        choices=COMPONENT_CHOICES,
+        default="auto",
+        help="Model components to run (as the pipeline's --components). Default: auto.",
+    )
 
 
 def add_format_argument(parser: argparse.ArgumentParser, text: str) -> None:

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from model.confidence import add_confidence_argument, check_confidence
 from pipeline.logs import configure_logging
 from storage.settings import S3Settings, add_s3_arguments, s3_settings_from_arguments
-from training.cli import add_format_argument, exit_status, print_report
+from training.cli import add_components_argument, add_format_argument, exit_status, print_report
 from training.evaluation_text import format_text
 from training.ground_truth import GROUND_TRUTH_KEY, ManifestProblem, read_ground_truth
 from training.metrics import Evaluation
@@ -60,7 +60,7 @@ _LOGGER = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     # The model is imported only where it is needed: the metrics work without it.
     from model.backbone import DEFAULT_BACKBONE
-    from model.moderation_model import COMPONENT_CHOICES, add_zero_shot_arguments
+    from model.moderation_model import add_zero_shot_arguments
 
     parser = argparse.ArgumentParser(
         prog="python -m training.evaluate",
@@ -82,12 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_confidence_argument(parser, help="Predictions below this confidence (0-100) are ignored.")
     add_format_argument(parser, "aligned tables")
-    parser.add_argument(
-        "--components",
-        choices=COMPONENT_CHOICES,
-        default="auto",
-        help="Model components to run (as the pipeline's --components). Default: auto.",
-    )
+    add_components_argument(parser)
     parser.add_argument(
         "--backbone",
         default=DEFAULT_BACKBONE,

@@ -31,7 +31,8 @@ from PIL import Image
 
 from model.confidence import add_confidence_argument, check_confidence
 from pipeline.logs import configure_logging
-from training.cli import add_format_argument
+from training.cli import add_components_argument, add_format_argument
+from training.scoring import batches
 from transforms.images import MIN_SIDE as _MIN_SIDE
 
 __all__ = ["BenignView", "ComponentFigures", "benign_views", "measure", "main"]
@@ -131,17 +132,6 @@ def benign_views(random_crops: int = 0, seed: int = 0) -> Iterator[BenignView]:
                     yield BenignView(f"{name}/{view}", _decoded(image))
 
 
-def _batches(views: Iterator[BenignView], size: int) -> Iterator[list[BenignView]]:
-    batch: list[BenignView] = []
-    for view in views:
-        batch.append(view)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def measure(
     model, views: Iterator[BenignView], min_confidence: float, batch_size: int = 16
 ) -> dict[str, ComponentFigures]:
@@ -149,7 +139,7 @@ def measure(
     from model.label_map import label_evidence, labels_from_evidence
 
     figures: dict[str, ComponentFigures] = {}
-    for batch in _batches(views, batch_size):
+    for batch in batches(views, batch_size):
         analyses = model.analyse([view.image for view in batch])
         responses = model.respond(analyses, min_confidence)
         for view, analysis, response in zip(batch, analyses, responses, strict=True):
@@ -191,8 +181,6 @@ def render_text(figures: dict[str, ComponentFigures], min_confidence: float) -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from model.moderation_model import COMPONENT_CHOICES
-
     parser = argparse.ArgumentParser(
         prog="python -m training.false_positives",
         description="Counts, per model component, the benign sample photos (whole, cropped and "
@@ -200,12 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_confidence_argument(parser, help="Labels below this confidence (0-100) do not count.")
     add_format_argument(parser, "a table")
-    parser.add_argument(
-        "--components",
-        choices=COMPONENT_CHOICES,
-        default="auto",
-        help="Model components to run (as the pipeline's --components). Default: auto.",
-    )
+    add_components_argument(parser)
     parser.add_argument(
         "--random_crops",
         type=int,

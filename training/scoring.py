@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,17 +18,19 @@ from transforms.fetching import fetch_image_bytes
 from transforms.images import decode_image
 from transforms.records import ErrorCode, ImageProblem
 
-__all__ = ["evaluate", "image_loader"]
+__all__ = ["batches", "evaluate", "image_loader"]
 
 _LOGGER = logging.getLogger(__name__)
 
 _PROGRESS_INTERVAL_SECS = 10.0
+_Item = TypeVar("_Item")
 
 
-def _batches(lines: Iterable[GroundTruthLine], size: int) -> Iterator[list[GroundTruthLine]]:
-    batch: list[GroundTruthLine] = []
-    for line in lines:
-        batch.append(line)
+def batches(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
+    """``items`` in lists of ``size`` (the last one shorter), read lazily."""
+    batch: list[_Item] = []
+    for item in items:
+        batch.append(item)
         if len(batch) == size:
             yield batch
             batch = []
@@ -66,7 +68,7 @@ def evaluate(
     last_progress = time.monotonic()
     with ThreadPoolExecutor(concurrency, thread_name_prefix="evaluate-load") as pool:
         pending: list[tuple[GroundTruthLine, Future]] = []
-        for batch in _batches(lines, batch_size):
+        for batch in batches(lines, batch_size):
             submitted = [(line, pool.submit(load, line)) for line in batch]
             _run_batch(pending, model, evaluation)
             pending = submitted
