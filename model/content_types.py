@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 CONTENT_TYPE_NAMES = ("Animated", "Illustrated")
-HEAD_VERSION = "content-types-1"
+HEAD_VERSION = "content-types-2"
 # The probability at which the head's metrics are measured (the training report, the tests).
 THRESHOLD = 0.5
 _RESOURCE = "content_types_head.npz"

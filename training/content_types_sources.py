@@ -1,9 +1,11 @@
-"""Where the content-types recipe's images come from: the arcade wheel, OpenMoji, sample photos."""
+"""Where the content-types recipe's images come from: the arcade wheel, OpenMoji, Font Awesome,
+sample photos."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import logging
 import os
 import re
@@ -22,7 +24,10 @@ __all__ = [
     "arcade_image",
     "arcade_sprites",
     "arcade_wheel",
+    "fontawesome_files",
+    "fontawesome_svg",
     "openmoji_files",
+    "package_folder",
     "photo",
     "photo_sources",
     "sprite_source",
@@ -41,6 +46,8 @@ _SPRITE_FOLDERS = (
     "cards",
     "enemies",
     "items",
+    "miami_synth_parallax/car",
+    "pinball",
     "space_shooter",
     "tiles",
     "topdown_tanks",
@@ -86,9 +93,24 @@ _SKIMAGE_PHOTOS = {
     "rocket": ("rocket",),
     "stereo_motorcycle": ("stereo_motorcycle:0", "stereo_motorcycle:1"),
     "text": ("text",),
+    "microaneurysms": ("microaneurysms",),
+    # Labeled Faces in the Wild, 25 px: the first hundred are faces; one in five of them.
+    "lfw_subset": tuple(f"lfw_subset:{i}" for i in range(0, 100, 5)),
 }
 _SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
 _MATPLOTLIB_PHOTOS = ("grace_hopper.jpg",)
+# PyWavelets' sample photos (a staircase, an aerial view) and two of mahotas's demo images (its
+# author's portrait, a fluorescence micrograph); mahotas's others are a drawing and a photo that
+# is best left alone.
+_PYWT_PHOTOS = ("ascent", "aero")
+_MAHOTAS_PHOTOS = ("luispedro.jpg", "nuclear.png")
+# The recipe's photos beyond those of the three sample-data packages (see ``photo_sources``).
+_EXTRA_PHOTOS = {
+    "skimage/microaneurysms",
+    "skimage/lfw_subset",
+    *(f"pywavelets/{name}" for name in _PYWT_PHOTOS),
+    *(f"mahotas/{name}" for name in _MAHOTAS_PHOTOS),
+}
 
 
 def _cache_dir() -> Path:
@@ -172,11 +194,37 @@ def arcade_sprites(wheel: str) -> tuple[str, ...]:
     members = []
     for name in sorted(_arcade_zip(wheel).namelist()):
         member = name[len(_ARCADE_IMAGES) :] if name.startswith(_ARCADE_IMAGES) else ""
-        if not member.endswith(".png") or member.split("/")[0] not in _SPRITE_FOLDERS:
+        if not member.endswith(".png"):
+            continue
+        if not any(member.startswith(f"{folder}/") for folder in _SPRITE_FOLDERS):
             continue
         if max(trimmed(arcade_image(wheel, member)).size) >= _MIN_SPRITE_SIZE:
             members.append(member)
     return tuple(members)
+
+
+def package_folder(package: str) -> Path:
+    """Where an installed package's files are, found without importing it (some packages run
+    code or print on import)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{package} is not installed (pip install '.[train]')")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _fontawesome_svgs() -> Path:
+    return package_folder("fontawesomefree") / "static" / "fontawesomefree" / "svgs"
+
+
+def fontawesome_files() -> list[str]:
+    """Font Awesome Free's icons as ``style/name.svg`` (solid, regular, brands), sorted."""
+    root = _fontawesome_svgs()
+    return sorted(f"{path.parent.name}/{path.name}" for path in root.glob("*/*.svg"))
+
+
+def fontawesome_svg(name: str) -> str:
+    """The SVG text of the Font Awesome icon ``style/name.svg``."""
+    return (_fontawesome_svgs() / name).read_text(encoding="utf-8")
 
 
 def openmoji_files() -> list[str]:
@@ -198,6 +246,12 @@ def openmoji_files() -> list[str]:
 
 
 def _load_photo(name: str) -> np.ndarray:
+    if name in _PYWT_PHOTOS:
+        with np.load(package_folder("pywt") / "data" / f"{name}.npz") as saved:
+            return saved["data"]
+    if name in _MAHOTAS_PHOTOS:
+        with Image.open(package_folder("mahotas") / "demos" / "data" / name) as image:
+            return np.asarray(image.convert("RGB"))
     if name in _SKLEARN_PHOTOS:
         from sklearn.datasets import load_sample_image
 
@@ -220,14 +274,25 @@ def _load_photo(name: str) -> np.ndarray:
 def photo(name: str) -> np.ndarray:
     """A whole sample photo as RGB uint8, by its name in ``photo_sources()``."""
     image = np.asarray(_load_photo(name))
+    if image.dtype.kind == "f":  # scikit-image gives some as floats in [0, 1]
+        image = np.clip(image * 255.0, 0, 255).round()
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     return np.ascontiguousarray(image[:, :, :3].astype(np.uint8))
 
 
-def photo_sources() -> list[tuple[str, tuple[str, ...]]]:
-    """``(source id, photo names)`` of every sample photo the recipe uses."""
+def photo_sources(*, every: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+    """``(source id, photo names)`` of the sample photos of scikit-image, scikit-learn and
+    matplotlib, each of which a job takes whole; ``every`` adds the recipe's others: the 25 px
+    faces and the micrograph of scikit-image (which it crops and scales up like any photo), and
+    the photos of PyWavelets and mahotas (the train extra installs them)."""
     photos = [(f"skimage/{source}", names) for source, names in _SKIMAGE_PHOTOS.items()]
     photos += [(f"sklearn/{name}", (name,)) for name in _SKLEARN_PHOTOS]
     photos += [(f"matplotlib/{name}", (name,)) for name in _MATPLOTLIB_PHOTOS]
-    return photos
+    photos += [(f"pywavelets/{name}", (name,)) for name in _PYWT_PHOTOS]
+    photos += [(f"mahotas/{name}", (name,)) for name in _MAHOTAS_PHOTOS]
+    return (
+        photos
+        if every
+        else [(source, names) for source, names in photos if source not in _EXTRA_PHOTOS]
+    )
