@@ -25,6 +25,7 @@ from service.adapters import AdapterNotReady, LoadedAdapters
 from service.auth import AccessKeys, verify_sigv4
 from service.errors import RequestError
 from service.image_operations import ImageOperations, SharedModel
+from service.inference_queue import BatchingSettings
 from service.job_operations import JobOperations
 from service.jobs import JobRunner
 from service.project_operations import ProjectOperations
@@ -61,6 +62,7 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations, SageMake
         trainer: TrainingRunner,
         s3_client,
         load_model: Callable[[], Any],
+        detect_batching: BatchingSettings | None = None,
         allowed_locations=None,
         flows=None,
         loops=None,
@@ -71,7 +73,7 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations, SageMake
         self.trainer = trainer
         self.projects = trainer.projects
         self.s3_client = s3_client
-        self.model = SharedModel(load_model)
+        self.model = SharedModel(load_model, detect_batching)
         self.adapters = LoadedAdapters(self.projects, runner.settings.s3)
         self.allowed_locations = allowed_locations
         self.flows = flows

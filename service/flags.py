@@ -16,6 +16,7 @@ __all__ = [
     "access_keys",
     "allowed_locations",
     "dataflow_settings",
+    "detect_batching",
     "flag_parser",
     "runner_flags",
 ]
@@ -171,6 +172,7 @@ def flag_parser() -> argparse.ArgumentParser:
         help="How often expired review claims are released, loops past their task lifetime "
         "failed, and completed loops' output.json written. Default: 5.",
     )
+    _add_detect_flags(parser)
     console = parser.add_argument_group(
         "console", "The web console at /console/ (sign in with one of the access key pairs)."
     )
@@ -230,6 +232,69 @@ def flag_parser() -> argparse.ArgumentParser:
         "every flow.",
     )
     return parser
+
+
+def _add_detect_flags(parser: argparse.ArgumentParser) -> None:
+    from service.inference_queue import (
+        DEFAULT_MAX_BATCH_SIZE,
+        DEFAULT_MAX_QUEUED,
+        DEFAULT_MAX_WAIT_SECS,
+    )
+
+    detect = parser.add_argument_group(
+        "DetectModerationLabels",
+        "Concurrent requests share one model, which runs them in batches on its own thread.",
+    )
+    detect.add_argument(
+        "--detect_batch_size",
+        type=_bounded(int, 1, 256),
+        default=DEFAULT_MAX_BATCH_SIZE,
+        help="Most requests the model analyses in one batch (1 to 256; 1: one at a time), as "
+        f"pipeline.run's --inference_batch_size. Default: {DEFAULT_MAX_BATCH_SIZE}.",
+    )
+    detect.add_argument(
+        "--detect_batch_wait_ms",
+        type=_bounded(float, 0, 1000),
+        default=DEFAULT_MAX_WAIT_SECS * 1000,
+        help="How long the first request of a batch waits for more to join it, in milliseconds "
+        "(0 to 1000; 0: a batch is what is waiting when the model is free). "
+        f"Default: {DEFAULT_MAX_WAIT_SECS * 1000:g}.",
+    )
+    detect.add_argument(
+        "--detect_queue_size",
+        type=_bounded(int, 1, 100_000),
+        default=DEFAULT_MAX_QUEUED,
+        help="Requests that may wait for the model beyond the batch it runs (1 to 100000); more "
+        "are answered ThrottlingException at once, which clients retry after backing off. "
+        f"Default: {DEFAULT_MAX_QUEUED}.",
+    )
+
+
+def _bounded(kind: type, low: float, high: float):
+    """An argparse type: ``kind`` of the text, refused outside [low, high]."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not in {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def detect_batching(args: argparse.Namespace):
+    """The batching of DetectModerationLabels that the --detect_* flags ask for."""
+    from service.inference_queue import BatchingSettings
+
+    return BatchingSettings(
+        max_batch_size=args.detect_batch_size,
+        max_wait_secs=args.detect_batch_wait_ms / 1000,
+        max_queued=args.detect_queue_size,
+    )
 
 
 def runner_flags(args: argparse.Namespace) -> tuple[str, ...]:

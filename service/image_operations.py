@@ -3,45 +3,62 @@ and, with a ``HumanLoopConfig``, human review of the answer (``service.review.ac
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from model.confidence import DEFAULT_MIN_CONFIDENCE
 from service.adapters import LoadedAdapters
 from service.errors import RequestError
+from service.inference_queue import BatchingSettings, InferenceQueue, QueueFull, QueueStopped
 from service.preflight import is_allowed
 from service.review.activation import human_loop_activation, resolve_flow
 from transforms.fetching import MAX_IMAGE_BYTES
 from transforms.images import decode_image
 from transforms.records import ErrorCode, ImageProblem
 
-__all__ = ["MAX_INLINE_IMAGE_BYTES", "ImageOperations", "SharedModel"]
+__all__ = ["MAX_INLINE_IMAGE_BYTES", "THROTTLING_HTTP_STATUS", "ImageOperations", "SharedModel"]
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_INLINE_IMAGE_BYTES = 5 * 1024 * 1024  # Image.Bytes
 
+# ThrottlingException is a fault in botocore's model of Rekognition, answered with a 5xx.
+THROTTLING_HTTP_STATUS = 500
 
-class SharedModel:
-    """The base model every request shares: loaded on first use, predicting one at a time."""
 
-    def __init__(self, load: Callable[[], Any]) -> None:
-        self._load = load
-        self._model = None
-        self._lock = threading.Lock()
+class SharedModel(InferenceQueue):
+    """The base model every request shares, behind ``InferenceQueue``: concurrent requests run
+    in batches on the model's own thread, loaded once (at server start, or on first use).
+
+    Its refusals are the client's errors: a full queue is a ThrottlingException, which clients
+    retry after backing off, and a stopping server an InternalServerError."""
+
+    def __init__(self, load: Callable[[], Any], batching: BatchingSettings | None = None) -> None:
+        super().__init__(load, batching, name="detect-moderation-labels")
+
+    def check_room(self) -> None:
+        with _as_request_errors():
+            super().check_room()
 
     def predict(self, image, min_confidence: float, adapter=None) -> dict[str, Any]:
         """The DetectModerationLabels response for one decoded image."""
-        with self._lock:
-            if self._model is None:
-                self._model = self._load()
-            if adapter is None:
-                (response,) = self._model.predict([image], min_confidence)
-            else:
-                (response,) = self._model.predict([image], min_confidence, adapter=adapter)
-        return response
+        with _as_request_errors():
+            future = self.submit(image, min_confidence, adapter)
+            return future.result()
+
+
+@contextlib.contextmanager
+def _as_request_errors() -> Iterator[None]:
+    try:
+        yield
+    except QueueFull as exc:
+        raise RequestError(
+            "ThrottlingException", f"Slow down: {exc} Try again.", THROTTLING_HTTP_STATUS
+        ) from None
+    except QueueStopped as exc:
+        raise RequestError("InternalServerError", str(exc), 500) from None
 
 
 class ImageOperations:
@@ -65,6 +82,8 @@ class ImageOperations:
         resolved = None
         if params.get("ProjectVersion"):
             resolved = self.adapters.resolve(params["ProjectVersion"])
+        # A request the queue would refuse is refused before its image is read and decoded.
+        self.model.check_room()
         data = self._image_bytes(params["Image"])
         try:
             image = decode_image(data)

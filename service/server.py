@@ -23,6 +23,7 @@ from service.flags import (
     access_keys,
     allowed_locations,
     dataflow_settings,
+    detect_batching,
     flag_parser,
     runner_flags,
 )
@@ -112,6 +113,7 @@ def build_server(argv: Sequence[str]):
             zero_shot_prompts=args.zero_shot_prompts,
             s3=s3_settings,
         ),
+        detect_batching=detect_batching(args),
         allowed_locations=allowed,
         flows=flows,
         loops=loops,
@@ -127,6 +129,7 @@ def build_server(argv: Sequence[str]):
         app, args.host, args.port, api=api, console=console is not None, sweeper=sweeper
     )
     sweeper.start()
+    api.model.start()  # loads in the background; the first requests wait for it
     return server
 
 
@@ -172,6 +175,7 @@ class ApiServer:
         # process (tests, an embedding application) must not leave them running.
         if self.api is not None:
             self.api.trainer.stop()
+            self.api.model.stop()
         if self.sweeper is not None:
             self.sweeper.stop()
         self._socket.close()
