@@ -5,9 +5,10 @@
 - ``photos.jsonl``: every whole sample photo of the content-types recipe (scikit-image,
   scikit-learn, matplotlib): benign, no label, no content type. The head was trained on crops
   of most of them, so this set measures false positives, not generalisation.
-- ``heldout.jsonl``: the content-types recipe's held-out split (game sprites and scenes,
-  rendered emoji and line drawings, photo crops of held-out photos): no moderation label, and
-  ``Animated`` / ``Illustrated`` / neither as the recipe says.
+- ``heldout.jsonl``: the content-types recipe's held-out split (game art, emoji, icons, drawn
+  cartoons, clip art, sketches, charts and diagrams, redrawn and cropped held-out photos): no
+  moderation label, and ``Animated`` / ``Illustrated`` / neither as the recipe says. (The
+  recipe's unseen-sources set is measured by ``python -m training.train_content_types``.)
 
 Every image is benign: positive examples for moderation labels cannot be had here.
 """

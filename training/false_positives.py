@@ -1,6 +1,7 @@
 """Benign false positives of each model component, on every sample photo that ships in packages.
 
-    python -m training.false_positives [--min_confidence 50] [--random_crops 0] [--format text]
+    python -m training.false_positives [--min_confidence 50] [--random_crops 0] [--every_photo]
+        [--format text]
 
 No image with moderated content can be had offline, so what can be measured is the benign
 side: how often each component, on its own, would put a label on an image that has none. The
@@ -120,12 +121,15 @@ def _views(image: np.ndarray, random_crops: int, rng: np.random.Generator) -> It
         yield f"random-{index}", image[y : y + crop_height, x : x + crop_width]
 
 
-def benign_views(random_crops: int = 0, seed: int = 0) -> Iterator[BenignView]:
-    """Every view of every sample photo, decoded as the job decodes it."""
+def benign_views(
+    random_crops: int = 0, seed: int = 0, every_photo: bool = False
+) -> Iterator[BenignView]:
+    """Every view of every sample photo, decoded as the job decodes it; ``every_photo`` adds the
+    content-types recipe's other photos (PyWavelets, mahotas, scikit-image's micrograph)."""
     from training.content_types_sources import photo, photo_sources
 
     rng = np.random.default_rng(seed)
-    for _source, names in photo_sources():
+    for _source, names in photo_sources(every=every_photo):
         for name in names:
             for view, image in _views(photo(name), random_crops, rng):
                 if min(image.shape[:2]) >= _MIN_SIDE:  # smaller ones the job refuses
@@ -197,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Default: 0.",
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random crops.")
+    parser.add_argument(
+        "--every_photo",
+        action="store_true",
+        help="Also the content-types recipe's other photos (PyWavelets, mahotas, scikit-image's "
+        "micrograph; the train extra installs them).",
+    )
     return parser
 
 
@@ -209,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.random_crops <= 1000:
         raise SystemExit("--random_crops must be between 0 and 1000")
     model = load_moderation_model(args.components)
-    figures = measure(model, benign_views(args.random_crops, args.seed), args.min_confidence)
+    views = benign_views(args.random_crops, args.seed, args.every_photo)
+    figures = measure(model, views, args.min_confidence)
     if args.format == "json":
         document = {name: entry.as_dict() for name, entry in figures.items()}
         json.dump(
