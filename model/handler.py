@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,6 +36,10 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
+
+# Models loading ahead of the stage that runs them, by their load settings (see start_loading).
+_LOADING: dict[tuple, Future] = {}
+_LOADING_LOCK = threading.Lock()
 
 
 def usable_cores() -> int:
@@ -110,7 +116,52 @@ class ModerationModelHandler(ModelHandler[np.ndarray, PredictionResult, Moderati
         self._version: str | None = None
         self._repeats = Metrics.counter("moderation", "num_repeated_images")
 
+    def _load_key(self) -> tuple:
+        """What decides the model ``load_model`` gives: two handlers with the same key load the
+        same model."""
+        threads = inference_threads(self._intra_op_threads, self._processes_per_machine)
+        return (self._components, self._backbone, self._zero_shot, self._s3, threads)
+
+    def start_loading(self) -> None:
+        """Starts loading the model in a thread of this process, for the first ``load_model``
+        with the same settings here to take up.
+
+        RunInference loads its model in its DoFn's ``setup``, which holds up the whole fused
+        stage, the images' fetching and decoding with it. Started before the pipeline is built,
+        the load overlaps with building it, launching the runner and reading the manifest
+        instead. For runners that run the stage in this process only: a worker process
+        elsewhere loads its own model, and this one would then be loaded for nothing.
+        """
+        key = self._load_key()
+        with _LOADING_LOCK:
+            if key in _LOADING:
+                return
+            future: Future = Future()
+            _LOADING[key] = future
+        threading.Thread(
+            target=self._load_into, args=(future,), name="load-model", daemon=True
+        ).start()
+
+    def stop_loading(self) -> None:
+        """Forgets a model ``start_loading`` began and no ``load_model`` took: its thread
+        finishes, and the model is then dropped."""
+        with _LOADING_LOCK:
+            _LOADING.pop(self._load_key(), None)
+
+    def _load_into(self, future: Future) -> None:
+        try:
+            future.set_result(self._load())
+        except BaseException as exc:  # whatever it is, load_model raises it instead of waiting
+            future.set_exception(exc)
+
     def load_model(self) -> ModerationModel:
+        with _LOADING_LOCK:
+            loading = _LOADING.pop(self._load_key(), None)
+        if loading is not None:
+            return loading.result()
+        return self._load()
+
+    def _load(self) -> ModerationModel:
         try:
             threads = inference_threads(self._intra_op_threads, self._processes_per_machine)
             model = load_moderation_model(

@@ -11,8 +11,10 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
-from pipeline.graph import build_pipeline
+from model.handler import ModerationModelHandler
+from pipeline.graph import build_pipeline, default_model_handler
 from pipeline.logs import configure_logging
 from pipeline.options import ModerationOptions, moderation_parser, validate_options
 from storage.outputs import join
@@ -23,6 +25,11 @@ from transforms.output import RESULTS_FILE, SUMMARY_FILE
 __all__ = ["execute", "main", "prepare", "report", "run"]
 
 _LOGGER = logging.getLogger(__name__)
+
+# Runners that run every stage in this process (DirectRunner's in-memory and multi-threading
+# modes): the model loaded here is the one the stage runs.
+_IN_PROCESS_RUNNERS = ("DirectRunner", "SwitchingDirectRunner", "FnApiRunner")
+_IN_PROCESS_MODES = ("in_memory", "multi_threading")
 
 
 def _check_locations(options: ModerationOptions, s3: S3Settings) -> None:
@@ -77,8 +84,13 @@ def execute(options: ModerationOptions, *, model_handler=None) -> dict:
     moderation = options.view_as(ModerationOptions)
     started = time.monotonic()
     _LOGGER.info("Moderating the images of %s", moderation.manifest)
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, moderation, model_handler)
+    preloading = _start_loading_model(options) if model_handler is None else None
+    try:
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, moderation, model_handler)
+    finally:
+        if preloading is not None:
+            preloading.stop_loading()  # a model that no stage took up is not kept
     elapsed = time.monotonic() - started
 
     summary_path = join(moderation.output, SUMMARY_FILE)
@@ -91,6 +103,25 @@ def execute(options: ModerationOptions, *, model_handler=None) -> dict:
         "error_codes": _count_codes(summary["errors"]),
         "elapsed_secs": elapsed,
     }
+
+
+def _runs_in_this_process(options: ModerationOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    mode = options.view_as(DirectOptions).direct_running_mode or "in_memory"
+    return name in _IN_PROCESS_RUNNERS and mode in _IN_PROCESS_MODES
+
+
+def _start_loading_model(options: ModerationOptions) -> ModerationModelHandler | None:
+    """The job's model handler, its model already loading, where the stage that runs it runs
+    in this process; None elsewhere, and where the model is served from a process of its own
+    (``--share_model``)."""
+    moderation = options.view_as(ModerationOptions)
+    if not _runs_in_this_process(options) or moderation.share_model or moderation.model_copies:
+        return None
+    handler = default_model_handler(moderation)
+    handler.start_loading()
+    return handler
 
 
 def run(argv: list[str] | None = None, *, model_handler=None) -> dict:
