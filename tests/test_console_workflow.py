@@ -14,6 +14,7 @@ import re
 import urllib.parse
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser import screenshot, sign_in
 from tests.conftest import API_KEY_ID, API_SECRET, start_api_server
@@ -80,9 +81,7 @@ def gestures():
 
 def _wait_for_job(page) -> None:
     """On a job's page (which reloads itself while the job runs): until it SUCCEEDED."""
-    page.wait_for_selector(
-        "#job-status:text-matches('SUCCEEDED|FAILED')", timeout=JOB_TIMEOUT_MS
-    )
+    page.wait_for_selector("#job-status:text-matches('SUCCEEDED|FAILED')", timeout=JOB_TIMEOUT_MS)
     status = page.locator("#job-status").inner_text()
     assert status == "SUCCEEDED", page.locator("main").inner_text()
 
@@ -217,7 +216,8 @@ def test_the_console_loop_from_upload_to_adapter(server, s3, page, gestures, tmp
     verify(55)
     assert _reviewed(page) == 115
     row = page.locator(f"#stats tr[data-label='{HAND_GESTURES}']")
-    assert row.locator(".fn").inner_text().strip() == "70"
+    # The counts refresh a moment after the last decision (debounced): wait for them.
+    expect(row.locator(".fn")).to_have_text("70")
     assert row.locator(".missing").inner_text().strip() in ("", "Met", "met")
 
     # 4. Train an adapter on the custom label; read its evaluation.
