@@ -102,6 +102,8 @@ from training.content_types_stylised import STYLES, make_stylised
 from transforms.images import MIN_SIDE as _MIN_SIDE
 
 __all__ = [
+    "FIXED_VIEWS",
+    "SCALED_VIEWS",
     "ANIMATED",
     "HELD_OUT",
     "ILLUSTRATED",
@@ -167,7 +169,7 @@ UNSEEN_PHOTO_KINDS = ("photos", "photos of unseen packages")
 _UNSEEN_PHOTO_CROPS = 3
 # Fixed views of each photo, as (top, bottom, left, right) fractions: the quadrants and two
 # centre crops, as a user's uploads often are, and the whole at half and a quarter of its size.
-_FIXED_VIEWS = {
+FIXED_VIEWS = {
     "top-left": (0.0, 0.5, 0.0, 0.5),
     "top-right": (0.0, 0.5, 0.5, 1.0),
     "bottom-left": (0.5, 1.0, 0.0, 0.5),
@@ -175,7 +177,7 @@ _FIXED_VIEWS = {
     "centre-60": (0.2, 0.8, 0.2, 0.8),
     "centre-35": (0.325, 0.675, 0.325, 0.675),
 }
-_SCALED_VIEWS = {"half": 0.5, "quarter": 0.25}
+SCALED_VIEWS = {"half": 0.5, "quarter": 0.25}
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,7 @@ def _thumbnail(image: Image.Image, factor: float, rng: np.random.Generator) -> n
 
 def _photo_view(name: str, view: str) -> Callable[[np.random.Generator], np.ndarray]:
     """A recipe photo ``whole``, ``rescaled`` (a quarter of its size, JPEG), in one of the
-    ``_FIXED_VIEWS``, or as a random crop."""
+    ``FIXED_VIEWS``, or as a random crop."""
 
     def make(rng: np.random.Generator) -> np.ndarray:
         image = Image.fromarray(photo(name))
@@ -393,8 +395,8 @@ def _photo_view(name: str, view: str) -> Callable[[np.random.Generator], np.ndar
             return _thumbnail(image, 0.25, rng)
         if view == "half":
             return _thumbnail(image, 0.5, rng)
-        if view in _FIXED_VIEWS:
-            top, bottom, left, right = _FIXED_VIEWS[view]
+        if view in FIXED_VIEWS:
+            top, bottom, left, right = FIXED_VIEWS[view]
             width, height = image.size
             box = (
                 round(left * width),
@@ -412,11 +414,11 @@ def _fixed_views(name: str) -> list[str]:
     """The fixed views of photo ``name`` that a job would take (every side 80 px or more)."""
     height, width = photo(name).shape[:2]
     views = []
-    for view, (top, bottom, left, right) in _FIXED_VIEWS.items():
+    for view, (top, bottom, left, right) in FIXED_VIEWS.items():
         if min((bottom - top) * height, (right - left) * width) >= _MIN_SIDE:
             views.append(view)
     views += [
-        view for view, factor in _SCALED_VIEWS.items() if min(height, width) * factor >= _MIN_SIDE
+        view for view, factor in SCALED_VIEWS.items() if min(height, width) * factor >= _MIN_SIDE
     ]
     return views
 

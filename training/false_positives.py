@@ -33,21 +33,11 @@ from PIL import Image
 from model.confidence import add_confidence_argument, check_confidence
 from pipeline.logs import configure_logging
 from training.cli import add_components_argument, add_format_argument
+from training.content_types_data import FIXED_VIEWS, SCALED_VIEWS
 from training.scoring import batches
 from transforms.images import MIN_SIDE as _MIN_SIDE
 
 __all__ = ["BenignView", "ComponentFigures", "benign_views", "measure", "main"]
-
-# Fixed views as (top, bottom, left, right) fractions of the photo.
-_CROPS = {
-    "top-left": (0.0, 0.5, 0.0, 0.5),
-    "top-right": (0.0, 0.5, 0.5, 1.0),
-    "bottom-left": (0.5, 1.0, 0.0, 0.5),
-    "bottom-right": (0.5, 1.0, 0.5, 1.0),
-    "centre-60": (0.2, 0.8, 0.2, 0.8),
-    "centre-35": (0.325, 0.675, 0.325, 0.675),
-}
-_SCALES = (0.5, 0.25)
 
 
 @dataclass(frozen=True)
@@ -107,9 +97,9 @@ def _views(image: np.ndarray, random_crops: int, rng: np.random.Generator) -> It
     height, width = image.shape[:2]
     if min(height, width) < _MIN_SIDE:  # too small for the job already: no views of it
         return
-    for name, box in _CROPS.items():
+    for name, box in FIXED_VIEWS.items():
         yield name, _crop(image, *box)
-    for scale in _SCALES:
+    for scale in SCALED_VIEWS.values():
         size = (round(width * scale), round(height * scale))
         yield f"scale-{scale}", np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
     for index in range(random_crops):
