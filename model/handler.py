@@ -30,6 +30,7 @@ from storage.settings import S3Settings
 __all__ = [
     "AdapterInput",
     "AdapterModelHandler",
+    "CustomLabelsModelHandler",
     "ModerationModelHandler",
     "inference_threads",
     "usable_cores",
@@ -316,3 +317,69 @@ class AdapterModelHandler(ModelHandler[AdapterInput, PredictionResult, Adapter])
 
     def get_metrics_namespace(self) -> str:
         return "moderation_adapter"
+
+
+class CustomLabelsModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
+    """Decoded RGB images (HxWx3 uint8, any size) in, DetectCustomLabels responses out, from a
+    Custom Labels model (``model.custom_labels_model``) in folder ``uri``.
+
+    ``min_confidence`` None applies each label's assumed threshold, as DetectCustomLabels does
+    without ``MinConfidence``. Wrap it in ``KeyedModelHandler`` to carry manifest lines.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        s3: S3Settings | None = None,
+        min_confidence: float | None = None,
+        intra_op_threads: int | None = None,
+        processes_per_machine: int | None = 1,
+        batch_size: int | None = None,
+    ):
+        super().__init__()
+        self._uri = uri
+        self._s3 = s3
+        self._min_confidence = min_confidence
+        self._intra_op_threads = intra_op_threads
+        self._processes_per_machine = processes_per_machine
+        self._batching_kwargs: dict[str, int] = {}
+        if batch_size is not None:
+            self._batching_kwargs = {"min_batch_size": batch_size, "max_batch_size": batch_size}
+
+    def load_model(self):
+        from model.custom_labels_model import CustomLabelsModel
+
+        threads = inference_threads(self._intra_op_threads, self._processes_per_machine)
+        try:
+            model = CustomLabelsModel.load(self._uri, self._s3, intra_op_threads=threads)
+        except ValueError as exc:
+            raise ValueError(
+                f"Unable to load the Custom Labels model (--custom_labels_model={self._uri}): {exc}"
+            ) from exc
+        _LOGGER.info(
+            "Loaded the Custom Labels model %s (%s, labels %s), %d thread(s)",
+            self._uri,
+            model.spec.kind,
+            ", ".join(model.spec.labels),
+            threads,
+        )
+        return model
+
+    def run_inference(
+        self,
+        batch: Sequence[np.ndarray],
+        model,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        responses = model.detect_custom_labels(list(batch), self._min_confidence)
+        return [PredictionResult(None, response, model.version) for response in responses]
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        return sum(image.nbytes for image in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "custom_labels"
+
+    def batch_elements_kwargs(self) -> dict[str, int]:
+        return self._batching_kwargs

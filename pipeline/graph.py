@@ -7,10 +7,11 @@ import uuid
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
 
-from model.handler import AdapterModelHandler, ModerationModelHandler
+from model.handler import AdapterModelHandler, CustomLabelsModelHandler, ModerationModelHandler
 from pipeline.options import (
     ModerationOptions,
     allowed_source_prefixes,
+    min_confidence,
     source_schemes,
     worker_processes_per_machine,
 )
@@ -20,7 +21,13 @@ from transforms.images import LoadImages
 from transforms.isolation import ErrorsFromDeadLetters
 from transforms.manifest import ReadManifest, ValidateManifestLine
 from transforms.moderation import ModerateImages, ReportProgress
-from transforms.output import BuildSummary, PublishOutputs, WriteResults
+from transforms.output import (
+    CUSTOM_LABELS_RESULTS_KEY,
+    MODERATION_RESULTS_KEY,
+    BuildSummary,
+    PublishOutputs,
+    WriteResults,
+)
 
 __all__ = ["adapter_handlers", "default_model_handler", "build_pipeline"]
 
@@ -29,6 +36,17 @@ _UNEXPECTED = "unexpected"
 
 
 def default_model_handler(options: ModerationOptions) -> ModelHandler:
+    """The job's model: the moderation model, or with ``--custom_labels_model`` (a folder by
+    now, see ``pipeline.run.prepare``) a Custom Labels model."""
+    if options.custom_labels_model:
+        return CustomLabelsModelHandler(
+            options.custom_labels_model,
+            s3=S3Settings.from_options(options),
+            min_confidence=min_confidence(options),
+            intra_op_threads=options.inference_threads or None,
+            processes_per_machine=worker_processes_per_machine(options),
+            batch_size=options.inference_batch_size,
+        )
     return ModerationModelHandler(
         # With an adapter, the base model hands its analyses to the adapter stage.
         analyses=bool(options.adapter),
@@ -37,7 +55,7 @@ def default_model_handler(options: ModerationOptions) -> ModelHandler:
         zero_shot_model=options.zero_shot_model,
         zero_shot_prompts=options.zero_shot_prompts,
         s3=S3Settings.from_options(options),
-        min_confidence=options.min_confidence,
+        min_confidence=min_confidence(options),
         intra_op_threads=options.inference_threads or None,
         processes_per_machine=worker_processes_per_machine(options),
         large_model=options.share_model,
@@ -56,7 +74,7 @@ def adapter_handlers(options: ModerationOptions) -> dict[str, ModelHandler]:
     handler = AdapterModelHandler(
         options.adapter,
         s3=S3Settings.from_options(options),
-        min_confidence=options.min_confidence,
+        min_confidence=min_confidence(options),
         project_version=options.project_version,
     )
     return {options.project_version or options.adapter: handler}
@@ -116,7 +134,8 @@ def build_pipeline(
         | "CollectOutcomes" >> beam.Flatten()
         | "BuildSummary" >> beam.CombineGlobally(BuildSummary())
     )
-    parts = results | "WriteResults" >> WriteResults(temporary, store)
+    key = CUSTOM_LABELS_RESULTS_KEY if options.custom_labels_model else MODERATION_RESULTS_KEY
+    parts = results | "WriteResults" >> WriteResults(temporary, store, key)
     published = p | "PublishOutputs" >> PublishOutputs(
         parts,
         summary,

@@ -23,12 +23,13 @@ from typing import Any
 
 from model.human_review import evaluate, input_content, parse_activation_conditions, sampling_key
 from storage.reading import split_s3_uri, split_versioned_uri
+from transforms.output import MODERATION_RESULTS_KEY
 
 __all__ = ["BulkLoop", "bulk_loop_name", "bulk_loops", "start_bulk_loops"]
 
 _LOGGER = logging.getLogger(__name__)
 
-RESULTS_KEY = "detect-moderation-labels"
+RESULTS_KEY = MODERATION_RESULTS_KEY
 
 
 @dataclass(frozen=True)

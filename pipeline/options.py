@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from apache_beam.options.pipeline_options import (
     DebugOptions,
@@ -13,7 +14,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from model.backbone import DEFAULT_BACKBONE, NO_BACKBONE
-from model.confidence import add_confidence_argument, check_confidence
+from model.confidence import DEFAULT_MIN_CONFIDENCE, check_confidence
 from model.moderation_model import (
     COMPONENT_CHOICES,
     add_zero_shot_arguments,
@@ -21,7 +22,13 @@ from model.moderation_model import (
 )
 from transforms.manifest import SUPPORTED_SCHEMES
 
-__all__ = ["ModerationOptions", "validate_options", "worker_processes_per_machine"]
+__all__ = [
+    "ModerationOptions",
+    "is_project_version_arn",
+    "min_confidence",
+    "validate_options",
+    "worker_processes_per_machine",
+]
 
 
 def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +56,14 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         help="KMS key (id, ARN or alias) that encrypts the outputs written to s3:// (SSE-KMS). "
         "Default: none (the bucket's own default encryption applies).",
     )
-    add_confidence_argument(parser)
+    parser.add_argument(
+        "--min_confidence",
+        type=float,
+        default=None,
+        help="Only labels with at least this confidence (0-100) are returned. Default: "
+        f"{DEFAULT_MIN_CONFIDENCE:g}; with --custom_labels_model, each label's assumed threshold "
+        "(the one its training chose on the test set).",
+    )
     parser.add_argument(
         "--components",
         default="auto",
@@ -79,6 +93,22 @@ def _add_moderation_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="The adapter's ProjectVersion ARN that each result echoes. Default: the ARN "
         "recorded in the adapter, if any.",
+    )
+    parser.add_argument(
+        "--custom_labels_model",
+        default=None,
+        help="Run a Custom Labels model instead of the moderation model: its ProjectVersion ARN "
+        "(resolved through the Rekognition API at --rekognition_endpoint_url) or the model "
+        "folder (local, s3:// or gs://) training.train_custom_labels wrote. Each results line "
+        'then carries a DetectCustomLabels response under "detect-custom-labels". Default: '
+        "none.",
+    )
+    parser.add_argument(
+        "--rekognition_endpoint_url",
+        default=None,
+        help="With a --custom_labels_model ARN: the Rekognition API that knows it (this "
+        "project's API server, e.g. http://127.0.0.1:8642), signed with the AWS environment's "
+        "credentials. Default: the AWS environment's (AWS_ENDPOINT_URL_REKOGNITION, else AWS).",
     )
     parser.add_argument(
         "--source_schemes",
@@ -185,7 +215,9 @@ def validate_options(options: ModerationOptions) -> None:
         raise ValueError("--manifest_version applies to an s3:// --manifest only")
     if options.output_kms_key_id and not options.output.startswith("s3://"):
         raise ValueError("--output_kms_key_id applies to s3:// outputs only")
-    check_confidence(options.min_confidence)
+    if options.min_confidence is not None:
+        check_confidence(options.min_confidence)
+    _check_custom_labels_options(options)
     if options.review_endpoint_url and not options.flow_definition_arn:
         raise ValueError("--review_endpoint_url applies with --flow_definition_arn only")
     if options.flow_definition_arn and ":flow-definition/" not in options.flow_definition_arn:
@@ -225,6 +257,53 @@ def validate_options(options: ModerationOptions) -> None:
         if not low <= value <= high:
             raise ValueError(f"--{flag} must be between {low} and {high}, not {value}")
 
+
+def _check_custom_labels_options(options: ModerationOptions) -> None:
+    if options.rekognition_endpoint_url and not is_project_version_arn(
+        options.custom_labels_model or ""
+    ):
+        raise ValueError("--rekognition_endpoint_url applies with a --custom_labels_model ARN only")
+    if not options.custom_labels_model:
+        return
+    if options.custom_labels_model.startswith("arn:") and not is_project_version_arn(
+        options.custom_labels_model
+    ):
+        raise ValueError(
+            "--custom_labels_model must be a model folder or a ProjectVersion ARN, "
+            "arn:aws:rekognition:REGION:ACCOUNT:project/NAME/version/VERSION/EPOCH, not "
+            f"{options.custom_labels_model!r}"
+        )
+    for flag in ("adapter", "project_version", "zero_shot_model", "flow_definition_arn"):
+        if getattr(options, flag):
+            raise ValueError(
+                f"--{flag} applies to the moderation model; --custom_labels_model runs a "
+                "Custom Labels model instead: drop one of them"
+            )
+    if options.backbone != DEFAULT_BACKBONE:
+        raise ValueError(
+            f"--custom_labels_model runs on the backbone it was trained on ({DEFAULT_BACKBONE}); "
+            "drop --backbone"
+        )
+
+
+def is_project_version_arn(value: str) -> bool:
+    """Whether ``value`` has the shape of a Rekognition ProjectVersion ARN."""
+    return _PROJECT_VERSION_ARN.fullmatch(value) is not None
+
+
+def min_confidence(options: ModerationOptions) -> float | None:
+    """The job's minimum confidence: ``--min_confidence``, else 50 for the moderation model
+    and None (each label's assumed threshold) for a Custom Labels model."""
+    if options.min_confidence is not None:
+        return options.min_confidence
+    return None if options.custom_labels_model else DEFAULT_MIN_CONFIDENCE
+
+
+# botocore's Rekognition model: the ProjectVersionArn pattern.
+_PROJECT_VERSION_ARN = re.compile(
+    r"arn:[a-z\d-]+:rekognition:[a-z\d-]+:\d{12}:project/[a-zA-Z0-9_.\-]{1,255}"
+    r"/version/[a-zA-Z0-9_.\-]{1,255}/[0-9]+"
+)
 
 _DIRECT_RUNNERS = (
     "DirectRunner",

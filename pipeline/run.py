@@ -16,7 +16,12 @@ from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 from model.handler import ModerationModelHandler
 from pipeline.graph import build_pipeline, default_model_handler
 from pipeline.logs import configure_logging
-from pipeline.options import ModerationOptions, moderation_parser, validate_options
+from pipeline.options import (
+    ModerationOptions,
+    min_confidence,
+    moderation_parser,
+    validate_options,
+)
 from storage.outputs import join
 from storage.reading import exists
 from storage.settings import S3Settings
@@ -72,10 +77,33 @@ def prepare(argv: list[str] | None = None) -> ModerationOptions:
     before anything runs."""
     argv = list(sys.argv[1:] if argv is None else argv)
     options = ModerationOptions(argv)
-    validate_options(options.view_as(ModerationOptions))
+    moderation = options.view_as(ModerationOptions)
+    validate_options(moderation)
     FileSystems.set_options(options)
-    _check_locations(options.view_as(ModerationOptions), S3Settings.from_options(options))
+    s3 = S3Settings.from_options(options)
+    _check_locations(moderation, s3)
+    if moderation.custom_labels_model:
+        moderation.custom_labels_model = _custom_labels_folder(moderation, s3)
     return options
+
+
+def _custom_labels_folder(moderation: ModerationOptions, s3: S3Settings) -> str:
+    """The folder of the job's Custom Labels model (its ARN resolved), checked to hold one."""
+    from model.custom_labels_model import MODEL_FILE
+    from pipeline.custom_labels import resolve_custom_labels_model
+
+    folder = resolve_custom_labels_model(
+        moderation.custom_labels_model, moderation.rekognition_endpoint_url
+    )
+    try:
+        found = exists(join(folder, MODEL_FILE), s3=s3)
+    except Exception as exc:
+        raise ValueError(f"--custom_labels_model {folder} cannot be checked: {exc}") from exc
+    if not found:
+        raise ValueError(
+            f"--custom_labels_model {folder} holds no Custom Labels model (no {MODEL_FILE})"
+        )
+    return folder
 
 
 def execute(options: ModerationOptions, *, model_handler=None) -> dict:
@@ -119,6 +147,8 @@ def _start_loading_model(options: ModerationOptions) -> ModerationModelHandler |
     moderation = options.view_as(ModerationOptions)
     if not _runs_in_this_process(options) or moderation.share_model or moderation.model_copies:
         return None
+    if moderation.custom_labels_model:
+        return None  # a Custom Labels model loads when its stage starts
     handler = default_model_handler(moderation)
     handler.start_loading()
     return handler
@@ -200,7 +230,7 @@ def start_review(moderation: ModerationOptions, results: str) -> int:
             flow_arn=moderation.flow_definition_arn,
             # The same output is the same job: a rerun names its loops the same.
             job_key=moderation.output.rstrip("/"),
-            min_confidence=moderation.min_confidence,
+            min_confidence=min_confidence(moderation),
             endpoint_url=moderation.review_endpoint_url,
         )
 

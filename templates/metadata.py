@@ -35,6 +35,12 @@ _REMOTE_OBJECT = r"^(s3|gs)://[^/]+/.+$"
 _REMOTE_FOLDER = r"^(s3|gs)://[^/]+(/.*)?$"
 
 
+_PROJECT_VERSION_ARN = (
+    r"^arn:[a-z\d-]+:rekognition:[a-z\d-]+:\d{12}:project/[a-zA-Z0-9_.\-]{1,255}"
+    r"/version/[a-zA-Z0-9_.\-]{1,255}/[0-9]+$"
+)
+
+
 def _one_of(choices: Iterable[str]) -> str:
     return "^(" + "|".join(re.escape(choice) for choice in choices) + ")$"
 
@@ -58,10 +64,10 @@ REGEXES: dict[str, list[str]] = {
     "zero_shot_model": [_REMOTE_FOLDER],
     "zero_shot_prompts": [_REMOTE_OBJECT],
     # botocore's Rekognition model: the ProjectVersionArn pattern.
-    "project_version": [
-        r"^arn:[a-z\d-]+:rekognition:[a-z\d-]+:\d{12}:project/[a-zA-Z0-9_.\-]{1,255}"
-        r"/version/[a-zA-Z0-9_.\-]{1,255}/[0-9]+$"
-    ],
+    "project_version": [_PROJECT_VERSION_ARN],
+    # A model folder, or a ProjectVersion ARN.
+    "custom_labels_model": [f"{_REMOTE_FOLDER}|{_PROJECT_VERSION_ARN}"],
+    "rekognition_endpoint_url": [r"^https?://[^/\s]+(/\S*)?$"],
     "source_schemes": [_list_of(SUPPORTED_SCHEMES)],
     # 1 to 256.
     "fetch_concurrency": [r"^(25[0-6]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]?)$"],
@@ -84,6 +90,8 @@ LABELS: dict[str, str] = {
     "zero_shot_model": "Zero-shot model folder (s3:// or gs://)",
     "zero_shot_prompts": "Zero-shot prompt table (s3:// or gs://)",
     "project_version": "Adapter ProjectVersion ARN",
+    "custom_labels_model": "Custom Labels model (ARN, or folder on s3:// or gs://)",
+    "rekognition_endpoint_url": "Rekognition API endpoint (for a model ARN)",
     "source_schemes": "Accepted kinds of source-ref",
     "allowed_source_prefixes": "Allowed source-ref prefixes",
     "fetch_concurrency": "Images fetched at once per worker",

@@ -29,6 +29,8 @@ from storage.outputs import OutputStore, join
 from transforms.records import ManifestError, ManifestLine
 
 __all__ = [
+    "CUSTOM_LABELS_RESULTS_KEY",
+    "MODERATION_RESULTS_KEY",
     "RESULTS_FILE",
     "SUMMARY_FILE",
     "LINES_PER_PART",
@@ -47,9 +49,15 @@ LINES_PER_PART = 10_000
 _COPY_CHUNK = 8 * 1024 * 1024
 
 
-def result_line(line: ManifestLine, response: dict) -> bytes:
-    """One line of ``results.jsonl``: the source-ref and its DetectModerationLabels response."""
-    document = {"source-ref": line.source_ref, "detect-moderation-labels": response}
+# The key of a results line's response: the moderation model's, or a Custom Labels model's.
+MODERATION_RESULTS_KEY = "detect-moderation-labels"
+CUSTOM_LABELS_RESULTS_KEY = "detect-custom-labels"
+
+
+def result_line(line: ManifestLine, response: dict, key: str = MODERATION_RESULTS_KEY) -> bytes:
+    """One line of ``results.jsonl``: the source-ref and its response (DetectModerationLabels',
+    or with ``key`` CUSTOM_LABELS_RESULTS_KEY, DetectCustomLabels')."""
+    document = {"source-ref": line.source_ref, key: response}
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
@@ -108,19 +116,23 @@ class _WritePart(beam.DoFn):
 class WriteResults(beam.PTransform):
     """``(ManifestLine, response)`` -> ``(part, path, line_count)`` of temporary result parts."""
 
-    def __init__(self, temporary_folder: str, store: OutputStore):
+    def __init__(
+        self, temporary_folder: str, store: OutputStore, results_key: str = MODERATION_RESULTS_KEY
+    ):
         super().__init__()
         self._folder = temporary_folder
         self._store = store
+        self._key = results_key
 
     def expand(self, results):
+        key = self._key
         return (
             results
             | "ToPartLines"
             >> beam.MapTuple(
                 lambda line, response: (
                     line.line_number // LINES_PER_PART,
-                    (line.line_number, result_line(line, response)),
+                    (line.line_number, result_line(line, response, key)),
                 )
             )
             | "GroupParts" >> beam.GroupByKey()
