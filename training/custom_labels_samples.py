@@ -1,19 +1,23 @@
 """Sample Custom Labels datasets drawn from images that ship in installed packages: emoji
-drawings (OpenMoji, rendered with resvg) and scikit-image's photos, with SageMaker Ground Truth
-manifests as Amazon Rekognition Custom Labels reads them.
+drawings (OpenMoji, rendered with resvg) and the sample photos of scikit-image, scikit-learn,
+matplotlib, PyWavelets and mahotas, with SageMaker Ground Truth manifests as Amazon Rekognition
+Custom Labels reads them.
 
-Three kinds of set:
+Three kinds of set, each over the labels ``car``, ``cat`` and ``star`` (a handful of emoji
+drawings each, as a team's own logos or products would be):
 
-- classification: one label per image, ``animal``, ``food`` or ``vehicle`` (an emoji of that
-  OpenMoji group on a plain, gradient or photo background) or ``photo`` (a crop of a photo);
+- classification: one label per image, an emoji of that kind drawn on a plain, gradient or
+  photo background, or ``photo`` (a crop of a photo, no emoji);
 - multi-label classification: the same labels, an image showing one or two kinds of emoji side by
   side (or a photo alone);
-- object detection: ``car``, ``cat`` and ``star`` emoji pasted onto photo crops, 1-3 per image,
-  each with its exact box (the bounding rectangle of the drawing's opaque pixels).
+- object detection: 1-3 emoji pasted onto photo crops, each with its exact box (the bounding
+  rectangle of the drawing's opaque pixels).
 
-The drawings (and the photos of the ``photo`` label) are split between training and testing, so
-the test set holds drawings that training never saw. The same seed gives the same files, byte for
-byte.
+The test images are new scenes: new backgrounds, places, sizes and turns, and photos of the
+``photo`` label from sources that training never saw. With ``unseen_drawings`` the drawings are
+split between training and testing too, so that the test set shows emoji that training never
+did (a harder task: recognising a kind of thing rather than one's own things). The same seed
+gives the same files, byte for byte.
 """
 
 from __future__ import annotations
@@ -38,11 +42,10 @@ from PIL import Image
 
 from model.custom_labels_model import CLASSIFICATION, MULTI_LABEL, OBJECT_DETECTION
 from training.content_types_drawing import render_svg
-from training.content_types_sources import openmoji_files, photo, photo_sources
+from training.content_types_sources import photo, photo_sources
 
 __all__ = [
-    "CLASSIFICATION_GROUPS",
-    "DETECTION_DRAWINGS",
+    "EMOJI_KINDS",
     "IMAGES_FOLDER",
     "PHOTO_LABEL",
     "SampleSet",
@@ -55,21 +58,10 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 
-def _code_points(first: int, last: int, *, without: Sequence[int] = ()) -> tuple[int, ...]:
-    return tuple(point for point in range(first, last + 1) if point not in without)
-
-
-# OpenMoji drawings by their Unicode code points, in blocks of one kind. Left out: the bus stop
-# and the station (places, not vehicles), the sled and the roller skate, chopsticks (no food),
-# the microbe (no animal).
-CLASSIFICATION_GROUPS: Mapping[str, tuple[int, ...]] = {
-    "animal": _code_points(0x1F400, 0x1F43C) + _code_points(0x1F980, 0x1F9AE, without=[0x1F9A0]),
-    "food": _code_points(0x1F345, 0x1F36F) + _code_points(0x1F950, 0x1F96F, without=[0x1F962]),
-    "vehicle": _code_points(0x1F680, 0x1F6A4, without=[0x1F689, 0x1F68F])
-    + _code_points(0x1F6F4, 0x1F6FB, without=[0x1F6F7]),
-}
 PHOTO_LABEL = "photo"
-DETECTION_DRAWINGS: Mapping[str, tuple[str, ...]] = {
+# The emoji of each label: a handful of drawings of one thing, as a team's own logos or products
+# would be (OpenMoji file names by code points).
+EMOJI_KINDS: Mapping[str, tuple[str, ...]] = {
     "car": ("1F3CE", "1F693", "1F694", "1F695", "1F696", "1F697", "1F698", "1F699", "1F6FB"),
     "cat": (
         "1F408",
@@ -87,8 +79,14 @@ DETECTION_DRAWINGS: Mapping[str, tuple[str, ...]] = {
     ),
     "star": ("1F31F", "1F320", "1F4AB", "2605", "2728", "2B50"),
 }
-# scikit-image's photos; its scanned page and text are left out (barely a picture).
-_PHOTO_SOURCES_LEFT_OUT = {"skimage/page", "skimage/text"}
+# The sample photos of scikit-image, scikit-learn, matplotlib, PyWavelets and mahotas, but for
+# scikit-image's scanned page and text (barely pictures) and its 25 px faces and micrograph.
+_PHOTO_SOURCES_LEFT_OUT = {
+    "skimage/page",
+    "skimage/text",
+    "skimage/lfw_subset",
+    "skimage/microaneurysms",
+}
 
 _TEST_SHARE = 0.25
 _RENDER_SIZE = 320  # drawings are rendered once at this size, then rotated and scaled down
@@ -235,6 +233,13 @@ def _paste_in(
 # Splits and sources ------------------------------------------------------------------------
 
 
+def _drawings(label: str, rng: np.random.Generator, unseen: bool) -> dict[str, list[str]]:
+    """The drawings each split shows of ``label``: all of them in both (the same objects in new
+    scenes), or with ``unseen`` a quarter kept for testing (objects never seen in training)."""
+    files = [f"{points}.svg" for points in EMOJI_KINDS[label]]
+    return _split(files, rng) if unseen else {"train": files, "test": files}
+
+
 def _split(items: Sequence, rng: np.random.Generator) -> dict[str, list]:
     """``items`` shuffled and split: a quarter (at least one) for testing, the rest training."""
     if len(items) < 2:
@@ -244,17 +249,12 @@ def _split(items: Sequence, rng: np.random.Generator) -> dict[str, list]:
     return {"train": order[held_out:], "test": order[:held_out]}
 
 
-def _emoji_files(points: Sequence[int]) -> list[str]:
-    available = set(openmoji_files())
-    return [name for name in (f"{point:X}.svg" for point in points) if name in available]
-
-
 def _photo_names() -> dict[str, tuple[str, ...]]:
-    """scikit-image's photos by source (a stereo pair is one source)."""
+    """The sample photos by source (a stereo pair is one source)."""
     return {
         source: names
-        for source, names in photo_sources()
-        if source.startswith("skimage/") and source not in _PHOTO_SOURCES_LEFT_OUT
+        for source, names in photo_sources(every=True)
+        if source not in _PHOTO_SOURCES_LEFT_OUT
     }
 
 
@@ -406,22 +406,24 @@ def write_classification_set(
     source_prefix: str | None = None,
     attribute: str = "custom-labels",
     multi_label: bool = False,
+    unseen_drawings: bool = False,
 ) -> SampleSet:
     """Writes an image classification set under ``folder``: ``per_label`` images for each of
-    ``animal``, ``food``, ``vehicle`` and ``photo`` (a quarter of them for testing).
+    ``car``, ``cat``, ``star`` and ``photo`` (a quarter of them for testing).
 
-    An emoji of the label's group is drawn at a random size (35-90 % of the shorter side),
+    An emoji of the label's kind is drawn at a random size (35-90 % of the shorter side),
     place and turn on a plain, gradient or photo background; a ``photo`` is a crop of one of
-    scikit-image's photos. With ``multi_label`` half of the emoji images also show an emoji of a
-    second group beside the first, and the manifests take the multi-label form.
+    the sample photos. With ``multi_label`` half of the emoji images also show an emoji of a
+    second kind beside the first, and the manifests take the multi-label form. With
+    ``unseen_drawings`` the test images show drawings that the training images do not.
 
     ``source_prefix`` (e.g. ``s3://bucket/prefix``) makes each line's source-ref
     ``<source_prefix>/images/<name>``; without it the image's absolute path.
     """
     rng = np.random.default_rng(seed)
-    groups = sorted(CLASSIFICATION_GROUPS)
+    groups = sorted(EMOJI_KINDS)
     labels = sorted([*groups, PHOTO_LABEL])
-    drawings = {group: _split(_emoji_files(CLASSIFICATION_GROUPS[group]), rng) for group in groups}
+    drawings = {group: _drawings(group, rng, unseen_drawings) for group in groups}
     sources = _photo_names()
     photo_split = _split(sorted(sources), rng)
     backgrounds = _load_photos([name for names in sources.values() for name in names])
@@ -522,20 +524,20 @@ def write_detection_set(
     seed: int = 0,
     source_prefix: str | None = None,
     attribute: str = "bounding-box",
+    unseen_drawings: bool = False,
 ) -> SampleSet:
     """Writes an object detection set of ``images`` images under ``folder`` (a quarter of them
     for testing), labels ``car``, ``cat`` and ``star``.
 
-    Each image is a crop of one of scikit-image's photos (shorter side 256-448 px) with 1-3
+    Each image is a crop of one of the sample photos (shorter side 256-448 px) with 1-3
     emoji pasted on it, each at 12-45 % of the shorter side, turned up to 15 degrees, sharing at
     most 5 % of its box with another; a box is the bounding rectangle of the pasted drawing's
-    opaque pixels. ``source_prefix`` as for ``write_classification_set``.
+    opaque pixels. ``source_prefix`` and ``unseen_drawings`` as for
+    ``write_classification_set``.
     """
     rng = np.random.default_rng(seed)
-    labels = sorted(DETECTION_DRAWINGS)
-    drawings = {
-        label: _split([f"{p}.svg" for p in DETECTION_DRAWINGS[label]], rng) for label in labels
-    }
+    labels = sorted(EMOJI_KINDS)
+    drawings = {label: _drawings(label, rng, unseen_drawings) for label in labels}
     sources = _photo_names()
     backgrounds = _load_photos([name for names in sources.values() for name in names])
 
@@ -624,9 +626,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Write a sample Amazon Rekognition Custom Labels dataset (images under "
             "OUTPUT/images/, SageMaker Ground Truth manifests OUTPUT/train.manifest, "
             "OUTPUT/test.manifest and OUTPUT/all.manifest) from emoji drawings and photos "
-            "that ship in installed packages. Classification labels: animal, food, photo, "
-            "vehicle; detection labels: car, cat, star. A quarter of the images are for "
-            "testing and show drawings that the training images do not."
+            "that ship in installed packages. Labels: car, cat, star (and photo for "
+            "classification). A quarter of the images are for testing: new scenes of the same "
+            "drawings (with --unseen_drawings, drawings that training never shows)."
         ),
     )
     parser.add_argument("--kind", choices=_KINDS, required=True, help="the kind of dataset")
@@ -650,17 +652,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the label attribute's name; default custom-labels (classification) or "
         "bounding-box (detection)",
     )
+    parser.add_argument(
+        "--unseen_drawings",
+        action="store_true",
+        help="keep a quarter of each label's drawings for the test images only",
+    )
     args = parser.parse_args(argv)
     if args.images < 2:
         parser.error("--images must be at least 2 (one for training, one for testing)")
     started = time.perf_counter()
-    options: dict[str, Any] = {"seed": args.seed, "source_prefix": args.source_prefix}
+    options: dict[str, Any] = {
+        "seed": args.seed,
+        "source_prefix": args.source_prefix,
+        "unseen_drawings": args.unseen_drawings,
+    }
     if args.attribute:
         options["attribute"] = args.attribute
     if args.kind == "detection":
         sample_set = write_detection_set(args.output, images=args.images, **options)
     else:
-        per_label = max(2, args.images // (len(CLASSIFICATION_GROUPS) + 1))
+        per_label = max(2, args.images // (len(EMOJI_KINDS) + 1))
         sample_set = write_classification_set(
             args.output, per_label=per_label, multi_label=args.kind == "multi_label", **options
         )
