@@ -5,10 +5,11 @@ returns ``(status, headers, body)``; the HTTP server around it (``service.server
 bytes. Every error is answered the way Rekognition answers it, with its ``__type``.
 
 ``OPERATIONS`` is the one table of what is served: bulk analysis jobs (``service.job_operations``),
-one image (``service.image_operations``), and Custom Moderation adapters through the project API
+one image (``service.image_operations``), Custom Moderation adapters through the project API
 (``service.project_operations``), whose ARNs jobs and DetectModerationLabels take as
-``ProjectVersion``. ``ERROR_CODES`` is the one table of the AWS error code each exception of the
-registries answers with.
+``ProjectVersion``, and Custom Labels models trained through the same project API, started,
+stopped and run by DetectCustomLabels (``service.custom_labels_operations``). ``ERROR_CODES``
+is the one table of the AWS error code each exception of the registries answers with.
 
 Requests whose X-Amz-Target is ``SageMaker.*`` are SageMaker's flow definition operations of human
 review (``service.review.sagemaker_api``), signed for the service ``sagemaker``.
@@ -23,13 +24,20 @@ from typing import Any
 
 from service.adapters import AdapterNotReady, LoadedAdapters
 from service.auth import AccessKeys, verify_sigv4
+from service.custom_labels_operations import CustomLabelsOperations
 from service.errors import RequestError
 from service.image_operations import ImageOperations, SharedModel
 from service.inference_queue import BatchingSettings
 from service.job_operations import JobOperations
 from service.jobs import JobRunner
 from service.project_operations import ProjectOperations
-from service.project_records import ProjectNotFound, ResourceInUse, VersionNotFound
+from service.project_records import (
+    ModelNotRunning,
+    ProjectNotFound,
+    ResourceInUse,
+    VersionNotFound,
+    WrongFeature,
+)
 from service.registry import IdempotentParameterMismatch, JobLimitExceeded, JobNotFound
 from service.review.bulk import FLOW_HEADER, FLOW_KEY
 from service.review.sagemaker_api import (
@@ -37,6 +45,7 @@ from service.review.sagemaker_api import (
     SAGEMAKER_TARGET_PREFIX,
     SageMakerOperations,
 )
+from service.serving import ModelServing
 from service.store import InvalidPaginationToken
 from service.training import TrainingRunner
 from service.validation import UNKNOWN_OPERATION, validate_parameters
@@ -49,10 +58,18 @@ _TARGET_PREFIX = "RekognitionService."
 _CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
-class RekognitionApi(JobOperations, ProjectOperations, ImageOperations, SageMakerOperations):
-    """The operations this server answers, over its registries, job and training runners, and
-    one base model (with the adapters last used); SageMaker's flow definition operations over
-    ``flows`` (a ``service.review.flows.FlowDefinitionStore``; None: not served)."""
+class RekognitionApi(
+    JobOperations,
+    ProjectOperations,
+    CustomLabelsOperations,
+    ImageOperations,
+    SageMakerOperations,
+):
+    """The operations this server answers, over its registries, job and training runners, one
+    base model (with the adapters last used) and the Custom Labels models it serves
+    (``serving``; default: on the S3 of the jobs, batched as ``detect_batching``); SageMaker's
+    flow definition operations over ``flows`` (a ``service.review.flows.FlowDefinitionStore``;
+    None: not served)."""
 
     def __init__(
         self,
@@ -66,6 +83,7 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations, SageMake
         allowed_locations=None,
         flows=None,
         loops=None,
+        serving: ModelServing | None = None,
     ):
         self.access_keys = access_keys
         self.runner = runner
@@ -75,6 +93,9 @@ class RekognitionApi(JobOperations, ProjectOperations, ImageOperations, SageMake
         self.s3_client = s3_client
         self.model = SharedModel(load_model, detect_batching)
         self.adapters = LoadedAdapters(self.projects, runner.settings.s3)
+        if serving is None:
+            serving = ModelServing(self.projects, runner.settings.s3, detect_batching)
+        self.serving = serving
         self.allowed_locations = allowed_locations
         self.flows = flows
         # Human loops (service.review.loops.HumanLoopStore; None: human review not served).
@@ -151,6 +172,9 @@ OPERATIONS: Mapping[str, Callable[[RekognitionApi, dict], dict]] = {
     "CreateProjectVersion": RekognitionApi.create_project_version,
     "DescribeProjectVersions": RekognitionApi.describe_project_versions,
     "DeleteProjectVersion": RekognitionApi.delete_project_version,
+    "StartProjectVersion": RekognitionApi.start_project_version,
+    "StopProjectVersion": RekognitionApi.stop_project_version,
+    "DetectCustomLabels": RekognitionApi.detect_custom_labels,
 }
 
 # What the registries raise, as the client sees it: this code, the exception's text as message.
@@ -160,6 +184,8 @@ ERROR_CODES: Mapping[type[Exception], str] = {
     VersionNotFound: "ResourceNotFoundException",
     ResourceInUse: "ResourceInUseException",
     AdapterNotReady: "ResourceNotReadyException",
+    ModelNotRunning: "ResourceNotReadyException",
+    WrongFeature: "InvalidParameterException",
     IdempotentParameterMismatch: "IdempotentParameterMismatchException",
     JobLimitExceeded: "LimitExceededException",
     InvalidPaginationToken: "InvalidPaginationTokenException",

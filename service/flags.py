@@ -37,8 +37,8 @@ def flag_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="python -m service.server",
-        description="Serves the Rekognition bulk-analysis, DetectModerationLabels and Custom "
-        "Moderation (adapter) API.",
+        description="Serves the Rekognition bulk-analysis, DetectModerationLabels, Custom "
+        "Moderation (adapter) and Custom Labels (DetectCustomLabels) API.",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="Address to listen on. Default: 127.0.0.1."
@@ -85,7 +85,8 @@ def flag_parser() -> argparse.ArgumentParser:
         "--max_active_trainings",
         type=int,
         default=1,
-        help="Adapter trainings running at once; more wait their turn (TRAINING_IN_PROGRESS). "
+        help="Trainings (adapters and Custom Labels models) running at once; more wait their "
+        "turn (TRAINING_IN_PROGRESS). "
         "Default: 1.",
     )
     parser.add_argument(
@@ -220,8 +221,7 @@ def flag_parser() -> argparse.ArgumentParser:
         "--max_upload_mb",
         type=float,
         default=15.0,
-        help="Largest uploaded image, in MB (Rekognition's limit for an image in S3). "
-        "Default: 15.",
+        help="Largest uploaded image, in MB (Rekognition's limit for an image in S3). Default: 15.",
     )
     console.add_argument(
         "--review_teams_file",
@@ -242,8 +242,10 @@ def _add_detect_flags(parser: argparse.ArgumentParser) -> None:
     )
 
     detect = parser.add_argument_group(
-        "DetectModerationLabels",
-        "Concurrent requests share one model, which runs them in batches on its own thread.",
+        "DetectModerationLabels and DetectCustomLabels",
+        "Concurrent requests share one model, which runs them in batches on its own thread. "
+        "For a Custom Labels model, one inference unit = one model replica on its own thread, "
+        "batching up to --detect_batch_size images; each unit has a queue of its own.",
     )
     detect.add_argument(
         "--detect_batch_size",

@@ -18,7 +18,14 @@ from transforms.fetching import MAX_IMAGE_BYTES
 from transforms.images import decode_image
 from transforms.records import ErrorCode, ImageProblem
 
-__all__ = ["MAX_INLINE_IMAGE_BYTES", "THROTTLING_HTTP_STATUS", "ImageOperations", "SharedModel"]
+__all__ = [
+    "MAX_INLINE_IMAGE_BYTES",
+    "THROTTLING_HTTP_STATUS",
+    "ImageOperations",
+    "SharedModel",
+    "decode_request_image",
+    "queue_refusals",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,18 +46,21 @@ class SharedModel(InferenceQueue):
         super().__init__(load, batching, name="detect-moderation-labels")
 
     def check_room(self) -> None:
-        with _as_request_errors():
+        with queue_refusals():
             super().check_room()
 
     def predict(self, image, min_confidence: float, adapter=None) -> dict[str, Any]:
         """The DetectModerationLabels response for one decoded image."""
-        with _as_request_errors():
+        with queue_refusals():
             future = self.submit(image, min_confidence, adapter)
             return future.result()
 
 
 @contextlib.contextmanager
-def _as_request_errors() -> Iterator[None]:
+def queue_refusals() -> Iterator[None]:
+    """An ``InferenceQueue``'s refusals as the client's errors: a full queue is a
+    ThrottlingException (HTTP 500, which clients retry after backing off), a stopping queue an
+    InternalServerError."""
     try:
         yield
     except QueueFull as exc:
@@ -85,14 +95,7 @@ class ImageOperations:
         # A request the queue would refuse is refused before its image is read and decoded.
         self.model.check_room()
         data = self._image_bytes(params["Image"])
-        try:
-            image = decode_image(data)
-        except ImageProblem as exc:
-            if exc.code in (ErrorCode.UNSUPPORTED_IMAGE_FORMAT, ErrorCode.INVALID_IMAGE):
-                raise RequestError("InvalidImageFormatException", exc.message) from None
-            if exc.code == ErrorCode.DECOMPRESSION_BOMB:
-                raise RequestError("ImageTooLargeException", exc.message) from None
-            raise RequestError("InvalidParameterException", exc.message) from None
+        image = decode_request_image(data)
         min_confidence = params.get("MinConfidence", DEFAULT_MIN_CONFIDENCE)
         # An expired adapter is ignored, as Rekognition ignores one: the base model answers alone
         # and the response names no ProjectVersion.
@@ -106,17 +109,21 @@ class ImageOperations:
             )
         return response
 
-    def _image_bytes(self, image: Mapping[str, Any]) -> bytes:
+    def _image_bytes(
+        self, image: Mapping[str, Any], max_inline_bytes: int = MAX_INLINE_IMAGE_BYTES
+    ) -> bytes:
+        """The bytes of a request's ``Image``: inline (at most ``max_inline_bytes``), or its S3
+        object within the allowed locations."""
         if ("Bytes" in image) == ("S3Object" in image):
             raise RequestError(
                 "InvalidParameterException", "Image must have exactly one of Bytes or S3Object."
             )
         if "Bytes" in image:
             data = image["Bytes"]
-            if len(data) > MAX_INLINE_IMAGE_BYTES:
+            if len(data) > max_inline_bytes:
                 raise RequestError(
                     "ImageTooLargeException",
-                    f"Image.Bytes is {len(data)} bytes; the limit is {MAX_INLINE_IMAGE_BYTES}.",
+                    f"Image.Bytes is {len(data)} bytes; the limit is {max_inline_bytes}.",
                 )
             return data
         location = image["S3Object"]
@@ -146,3 +153,16 @@ class ImageOperations:
                 f"Unable to get object metadata from S3. Check object key, region and/or access "
                 f"permissions. (s3://{bucket}/{name}: {exc.response['Error'].get('Code')})",
             ) from None
+
+
+def decode_request_image(data: bytes):
+    """A request's image decoded (RGB), or the client's error: InvalidImageFormatException for
+    bytes that are no supported image, ImageTooLargeException for a decompression bomb."""
+    try:
+        return decode_image(data)
+    except ImageProblem as exc:
+        if exc.code in (ErrorCode.UNSUPPORTED_IMAGE_FORMAT, ErrorCode.INVALID_IMAGE):
+            raise RequestError("InvalidImageFormatException", exc.message) from None
+        if exc.code == ErrorCode.DECOMPRESSION_BOMB:
+            raise RequestError("ImageTooLargeException", exc.message) from None
+        raise RequestError("InvalidParameterException", exc.message) from None

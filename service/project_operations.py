@@ -1,4 +1,5 @@
-"""The Custom Moderation operations: Create, Describe and Delete Project and ProjectVersion."""
+"""The project operations: Create, Describe and Delete Project and ProjectVersion, for Custom
+Moderation adapters and Custom Labels models."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from service.adapters import LoadedAdapters
 from service.errors import RequestError
 from service.preflight import is_allowed
-from service.project_records import CONTENT_MODERATION, version_folder
+from service.project_records import CONTENT_MODERATION, CUSTOM_LABELS, version_folder
 from service.projects import ProjectRegistry
 from service.store import page_answer
 from service.training import TrainingRunner
@@ -27,10 +28,11 @@ def _invalid(message: str) -> RequestError:
 
 
 class ProjectOperations:
-    """The project and adapter-version operations of ``service.api.RekognitionApi``, over its
-    project registry and training runner. Only ``Feature=CONTENT_MODERATION`` projects are
-    served; each version trains an adapter, whose ARN jobs and DetectModerationLabels take as
-    ``ProjectVersion``.
+    """The project and version operations of ``service.api.RekognitionApi``, over its project
+    registry and training runner. A ``Feature=CONTENT_MODERATION`` project's versions train
+    adapters, whose ARNs jobs and DetectModerationLabels take as ``ProjectVersion``; a
+    ``Feature=CUSTOM_LABELS`` project's (the default) train Custom Labels models, which
+    StartProjectVersion serves to DetectCustomLabels (``service.custom_labels_operations``).
 
     Registry errors (ProjectNotFound, ResourceInUse, ...) reach the client through the API's
     table of error codes.
@@ -42,20 +44,21 @@ class ProjectOperations:
     allowed_locations: Collection[str] | None
 
     def create_project(self, params: dict) -> dict:
-        feature = params.get("Feature", "CUSTOM_LABELS")
-        if feature != CONTENT_MODERATION:
+        feature = params.get("Feature", CUSTOM_LABELS)
+        if feature == CUSTOM_LABELS and "AutoUpdate" in params:
             raise _invalid(
-                f"This server serves Custom Moderation adapters only, not Feature={feature} "
-                "(the default when Feature is omitted): pass Feature=CONTENT_MODERATION."
+                "AutoUpdate applies to Custom Moderation adapters only: pass "
+                "Feature=CONTENT_MODERATION for an adapter project, or leave AutoUpdate out for a "
+                "Custom Labels project (Feature=CUSTOM_LABELS, the default)."
             )
-        if "AutoUpdate" not in params:
+        if feature == CONTENT_MODERATION and "AutoUpdate" not in params:
             raise _invalid(
                 "AutoUpdate is required with Feature=CONTENT_MODERATION: pass ENABLED or DISABLED."
             )
         project = self.projects.create_project(
             params["ProjectName"],
             feature=feature,
-            auto_update=params["AutoUpdate"],
+            auto_update=params.get("AutoUpdate"),
             tags=params.get("Tags"),
         )
         return {"ProjectArn": project.arn}
@@ -75,10 +78,14 @@ class ProjectOperations:
         return {"Status": "DELETING"}
 
     def create_project_version(self, params: dict) -> dict:
-        _check_training_data(params)
         project = self.projects.get_project(params["ProjectArn"])
-        if project.feature != CONTENT_MODERATION:
-            raise _invalid(f"The project {project.name} is not a Custom Moderation project.")
+        artifact = "adapter" if project.feature == CONTENT_MODERATION else "model"
+        _check_training_data(params, artifact)
+        if project.feature == CUSTOM_LABELS and "FeatureConfig" in params:
+            raise _invalid(
+                "FeatureConfig applies to Custom Moderation adapters only: leave it out for the "
+                f"Custom Labels project {project.name}."
+            )
         for data in (params["TrainingData"], params["TestingData"]):
             for asset in data.get("Assets", []):
                 location = asset["GroundTruthManifest"]["S3Object"]
@@ -107,18 +114,20 @@ class ProjectOperations:
         return page_answer("ProjectVersionDescriptions", [v.to_api() for v in versions], token)
 
     def delete_project_version(self, params: dict) -> dict:
+        # A RUNNING model must be stopped first: the registry refuses it (ResourceInUse).
         arn = params["ProjectVersionArn"]
         self.projects.delete_version(arn)
         self.adapters.forget(arn)
         return {"Status": "DELETING"}
 
 
-def _check_training_data(params: Mapping[str, Any]) -> None:
-    """CreateProjectVersion's data rules for adapters: training manifests, and test manifests or
-    an automatic split of the training data (never both, never neither)."""
+def _check_training_data(params: Mapping[str, Any], artifact: str) -> None:
+    """CreateProjectVersion's data rules: training manifests, and test manifests or an automatic
+    split of the training data (never both, never neither). ``artifact`` names what is trained
+    (adapter, model)."""
     if not params["OutputConfig"].get("S3Bucket"):
         raise _invalid(
-            "OutputConfig.S3Bucket is required: the bucket the adapter and its evaluation are "
+            f"OutputConfig.S3Bucket is required: the bucket the {artifact} and its evaluation are "
             "written to."
         )
     training = params.get("TrainingData")

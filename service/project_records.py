@@ -1,4 +1,11 @@
-"""Custom Moderation projects and adapter versions as records: their ARNs, statuses and outputs."""
+"""Projects and their versions as records: their ARNs, statuses and outputs.
+
+A project is a Custom Moderation project (``Feature=CONTENT_MODERATION``), whose versions are
+adapters of the base model, or a Custom Labels project (``Feature=CUSTOM_LABELS``), whose
+versions are image classifiers or object detectors of their own. A Custom Labels version, once
+trained, is served on demand: StartProjectVersion takes it through STARTING to RUNNING,
+StopProjectVersion through STOPPING to STOPPED (FAILED: it could not be started).
+"""
 
 from __future__ import annotations
 
@@ -12,15 +19,25 @@ from typing import Any
 
 __all__ = [
     "CONTENT_MODERATION",
+    "CUSTOM_LABELS",
     "DEPRECATED",
     "EXPIRED",
+    "FAILED",
+    "RUNNING",
+    "SERVING_STATUSES",
+    "STARTABLE_STATUSES",
+    "STARTING",
+    "STOPPED",
+    "STOPPING",
     "TRAINING_COMPLETED",
     "TRAINING_FAILED",
     "TRAINING_IN_PROGRESS",
+    "ModelNotRunning",
     "ProjectNotFound",
     "ProjectRecord",
     "ResourceInUse",
     "VersionNotFound",
+    "WrongFeature",
     "VersionRecord",
     "arn_of_project",
     "arn_of_version",
@@ -31,12 +48,23 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 CONTENT_MODERATION = "CONTENT_MODERATION"
+CUSTOM_LABELS = "CUSTOM_LABELS"
 
 TRAINING_IN_PROGRESS = "TRAINING_IN_PROGRESS"
 TRAINING_COMPLETED = "TRAINING_COMPLETED"
 TRAINING_FAILED = "TRAINING_FAILED"
 DEPRECATED = "DEPRECATED"
 EXPIRED = "EXPIRED"
+# A Custom Labels model's serving.
+STARTING = "STARTING"
+RUNNING = "RUNNING"
+STOPPING = "STOPPING"
+STOPPED = "STOPPED"
+FAILED = "FAILED"
+# The statuses of a model that holds (or is taking or giving back) inference units.
+SERVING_STATUSES = (STARTING, RUNNING, STOPPING)
+# The statuses StartProjectVersion starts a model from (FAILED: a start that failed).
+STARTABLE_STATUSES = (TRAINING_COMPLETED, STOPPED, FAILED)
 
 
 class ProjectNotFound(LookupError):
@@ -48,7 +76,17 @@ class VersionNotFound(LookupError):
 
 
 class ResourceInUse(RuntimeError):
-    """The name is taken, or the resource is still needed (versions left, training going on)."""
+    """The name is taken, or the resource is still needed (versions left, training going on, a
+    model running), or it is not in a status the operation applies to."""
+
+
+class WrongFeature(ValueError):
+    """The operation does not apply to this project's feature (an adapter's ARN where a Custom
+    Labels model is needed, or the other way round)."""
+
+
+class ModelNotRunning(RuntimeError):
+    """The Custom Labels model exists but is not RUNNING: it cannot answer yet."""
 
 
 def _epoch_ms(created: float) -> int:
@@ -67,16 +105,19 @@ def arn_of_version(region: str, account_id: str, project: str, name: str, create
 
 
 def _from_row(record_type: type, row: sqlite3.Row, json_columns: tuple[str, ...]):
-    """The record of a table row whose columns are named as the record's fields."""
+    """The record of a table row whose columns are named as the record's fields (JSON columns
+    may be NULL)."""
     values = {field.name: row[field.name] for field in dataclasses.fields(record_type)}
     for name in json_columns:
-        values[name] = json.loads(values[name])
+        if values[name] is not None:
+            values[name] = json.loads(values[name])
     return record_type(**values)
 
 
 @dataclass(frozen=True)
 class ProjectRecord:
-    """A project (``Feature=CONTENT_MODERATION``): it groups the versions of one adapter."""
+    """A project: the versions of one adapter (``Feature=CONTENT_MODERATION``) or of one Custom
+    Labels model (``Feature=CUSTOM_LABELS``)."""
 
     arn: str
     name: str
@@ -105,11 +146,17 @@ class ProjectRecord:
 
 @dataclass(frozen=True)
 class VersionRecord:
-    """One adapter version: one training, from its CreateProjectVersion request to
-    TRAINING_COMPLETED (with its F1 score, evaluation summary and trained artifact) or
-    TRAINING_FAILED (with what to fix). ``status`` and ``status_message`` are as reported: for a
-    trained adapter, they tell whether it is DEPRECATED or EXPIRED against the server's base
-    model."""
+    """One version: one training, from its CreateProjectVersion request to TRAINING_COMPLETED
+    (with its F1 score, evaluation summary and trained artifact) or TRAINING_FAILED (with what to
+    fix). ``status`` and ``status_message`` are as reported: for a trained adapter, they tell
+    whether it is DEPRECATED or EXPIRED against the server's base model; a Custom Labels model
+    goes on to its serving statuses (STARTING, RUNNING, STOPPING, STOPPED, FAILED) with the
+    inference units it was started with.
+
+    ``feature`` is the project's. An adapter's artifact is ``adapter_uri``; a Custom Labels
+    model's is ``model_uri`` (a ``model.custom_labels_model.CustomLabelsModel`` folder) with its
+    ``model_kind`` and ``labels``. ``data_results`` holds what the training wrote of its data:
+    ``{"TrainingDataResult": {"Output", "Validation"}, "TestingDataResult": {...}}``."""
 
     arn: str
     project_arn: str
@@ -126,10 +173,22 @@ class VersionRecord:
     adapter_uri: str | None = None
     base_model_version: str | None = None
     backbone_version: str | None = None
+    feature: str = CONTENT_MODERATION
+    model_uri: str | None = None
+    model_kind: str | None = None
+    labels: list[str] | None = None
+    data_results: dict[str, Any] | None = None
+    min_inference_units: int | None = None
+    max_inference_units: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> VersionRecord:
-        return _from_row(cls, row, ("request",))
+        return _from_row(cls, row, ("request", "labels", "data_results"))
+
+    @property
+    def custom_labels(self) -> bool:
+        """Whether this is a Custom Labels model (else a Custom Moderation adapter)."""
+        return self.feature == CUSTOM_LABELS
 
     @property
     def project_name(self) -> str:
@@ -149,11 +208,17 @@ class VersionRecord:
             version["BillableTrainingTimeInSeconds"] = self.billable_secs
         if self.training_end is not None:
             version["TrainingEndTimestamp"] = self.training_end
+        if self.custom_labels and self.status in SERVING_STATUSES:
+            version["MinInferenceUnits"] = self.min_inference_units
+            version["MaxInferenceUnits"] = self.max_inference_units
         version["OutputConfig"] = request["OutputConfig"]
-        if "TrainingData" in request:
-            version["TrainingDataResult"] = {"Input": request["TrainingData"]}
-        if "TestingData" in request:
-            version["TestingDataResult"] = {"Input": request["TestingData"]}
+        results = self.data_results or {}
+        for key, name in (
+            ("TrainingData", "TrainingDataResult"),
+            ("TestingData", "TestingDataResult"),
+        ):
+            if key in request:
+                version[name] = {"Input": request[key], **results.get(name, {})}
         if self.f1 is not None:
             evaluation: dict[str, Any] = {"F1Score": self.f1}
             if self.summary_bucket and self.summary_name:
@@ -164,8 +229,8 @@ class VersionRecord:
         for name in ("KmsKeyId", "VersionDescription"):
             if name in request:
                 version[name] = request[name]
-        version["Feature"] = CONTENT_MODERATION
-        if self.base_model_version:
+        version["Feature"] = self.feature
+        if self.base_model_version and not self.custom_labels:
             version["BaseModelVersion"] = self.base_model_version
         if "FeatureConfig" in request:
             version["FeatureConfig"] = request["FeatureConfig"]

@@ -2,10 +2,12 @@
 
 Point the real clients at it with ``--endpoint-url`` / ``endpoint_url``:
 StartMediaAnalysisJob, GetMediaAnalysisJob, ListMediaAnalysisJobs and DetectModerationLabels,
-and the Custom Moderation project API (CreateProject, DescribeProjects, DeleteProject,
-CreateProjectVersion, DescribeProjectVersions, DeleteProjectVersion) that trains adapters,
-and SageMaker's flow definitions of human review (CreateFlowDefinition, DescribeFlowDefinition,
-ListFlowDefinitions, DeleteFlowDefinition), signed with SigV4 by one of the configured key pairs.
+the project API (CreateProject, DescribeProjects, DeleteProject, CreateProjectVersion,
+DescribeProjectVersions, DeleteProjectVersion) that trains Custom Moderation adapters and
+Custom Labels models, the Custom Labels model operations (StartProjectVersion,
+StopProjectVersion, DetectCustomLabels), and SageMaker's flow definitions of human review
+(CreateFlowDefinition, DescribeFlowDefinition, ListFlowDefinitions, DeleteFlowDefinition),
+signed with SigV4 by one of the configured key pairs.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def build_server(argv: Sequence[str]):
     from service.review.flows import FlowDefinitionStore
     from service.review.loops import HumanLoopStore
     from service.review.sweeper import ReviewSweeper
+    from service.serving import ModelServing
     from service.training import TrainingRunner
     from storage.settings import S3Settings
 
@@ -101,6 +104,13 @@ def build_server(argv: Sequence[str]):
             "Marked %d unfinished training(s) of the previous server TRAINING_FAILED", len(failed)
         )
     registry.purge()
+    batching = detect_batching(args)
+    # Custom Labels models: one inference unit = one model replica on its own thread, batching
+    # up to --detect_batch_size images. Those the previous server ran start again.
+    serving = ModelServing(projects, s3_settings, batching)
+    restarted = serving.recover()
+    if restarted:
+        _LOGGER.info("Starting %d Custom Labels model(s) the previous server ran", len(restarted))
     api = RekognitionApi(
         access_keys=keys,
         runner=runner,
@@ -113,10 +123,11 @@ def build_server(argv: Sequence[str]):
             zero_shot_prompts=args.zero_shot_prompts,
             s3=s3_settings,
         ),
-        detect_batching=detect_batching(args),
+        detect_batching=batching,
         allowed_locations=allowed,
         flows=flows,
         loops=loops,
+        serving=serving,
     )
     console = None
     settings = console_settings(args, allowed)
@@ -138,9 +149,7 @@ class ApiServer:
     with the calls of ``socketserver``'s servers: ``serve_forever`` (blocks), ``shutdown`` (from
     another thread), ``server_close``, ``server_address``."""
 
-    def __init__(
-        self, app, host: str, port: int, *, api=None, console: bool = False, sweeper=None
-    ):
+    def __init__(self, app, host: str, port: int, *, api=None, console: bool = False, sweeper=None):
         import uvicorn
 
         self.api = api
@@ -176,6 +185,8 @@ class ApiServer:
         if self.api is not None:
             self.api.trainer.stop()
             self.api.model.stop()
+            # The registry keeps RUNNING models RUNNING: the next server starts them again.
+            self.api.serving.close()
         if self.sweeper is not None:
             self.sweeper.stop()
         self._socket.close()

@@ -1,11 +1,14 @@
-"""Trains adapter versions: one ``python -m training.train_adapter`` process per version, watched.
+"""Trains project versions: one process per version, watched: ``python -m
+training.train_adapter`` for a Custom Moderation adapter, ``python -m
+training.train_custom_labels`` for a Custom Labels model.
 
 Like a job (``service.jobs``), a training runs in a process of its own that dies with the
 server, with S3 credentials in its environment. It reports through a result file: JSON with
-``Status`` TRAINING_COMPLETED (F1 score, evaluation summary, adapter artifact, base model and
-backbone versions) or TRAINING_FAILED (what to fix). A process that ends without writing one
-crashed: the version fails with its last error line. Trainings beyond ``max_active_trainings``
-wait their turn, still TRAINING_IN_PROGRESS.
+``Status`` TRAINING_COMPLETED (F1 score, evaluation summary, and the adapter artifact with its
+base model and backbone versions, or the Custom Labels model folder with its kind, labels and
+what it wrote of its data) or TRAINING_FAILED (what to fix). A process that ends without writing
+one crashed: the version fails with its last error line. Trainings beyond
+``max_active_trainings`` wait their turn, still TRAINING_IN_PROGRESS.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 
 from service.jobs import JobSettings
 from service.project_records import (
+    CONTENT_MODERATION,
+    CUSTOM_LABELS,
     TRAINING_COMPLETED,
     TRAINING_FAILED,
     VersionRecord,
@@ -35,7 +40,12 @@ __all__ = ["RESTART_MESSAGE", "TrainingRunner"]
 
 _LOGGER = logging.getLogger(__name__)
 RESTART_MESSAGE = "The server stopped while this version was training; create the version again."
-_COMPLETED_FIELDS = ("F1Score", "Summary", "Adapter", "BaseModelVersion", "BackboneVersion")
+# What a completed training's result must hold, by the project's feature.
+_COMPLETED_FIELDS = {
+    CONTENT_MODERATION: ("F1Score", "Summary", "Adapter", "BaseModelVersion", "BackboneVersion"),
+    CUSTOM_LABELS: ("F1Score", "Summary", "Model", "Kind", "Labels"),
+}
+_DATA_RESULTS = ("TrainingDataResult", "TestingDataResult")
 
 
 def _manifests(data: dict[str, Any] | None) -> list[str]:
@@ -48,11 +58,28 @@ def _manifests(data: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _data_results(result: dict[str, Any]) -> dict[str, Any]:
+    """The Output and Validation manifests a Custom Labels training reports of its data."""
+    kept = {}
+    for name in _DATA_RESULTS:
+        data = result.get(name)
+        if isinstance(data, dict):
+            parts = {
+                key: data[key]
+                for key in ("Output", "Validation")
+                if isinstance(data.get(key), dict)
+            }
+            if parts:
+                kept[name] = parts
+    return kept
+
+
 class TrainingRunner:
-    """Starts and watches adapter trainings, reporting each outcome to the project registry.
+    """Starts and watches trainings, reporting each outcome to the project registry.
 
     The model settings (components, backbone), S3 and the Python interpreter are the jobs'
-    (``JobSettings``): an adapter is trained on the base model the server runs.
+    (``JobSettings``): an adapter is trained on the base model the server runs; a Custom Labels
+    model on the backbone its training command chooses.
     """
 
     def __init__(
@@ -89,9 +116,13 @@ class TrainingRunner:
         self._workers.kill_all()
 
     def command(self, version: VersionRecord, result_file: str) -> list[str]:
+        """The training process's command line, by the version's feature."""
         request = version.request
         settings = self.settings
-        command = [settings.python, "-m", "training.train_adapter"]
+        module = (
+            "training.train_custom_labels" if version.custom_labels else "training.train_adapter"
+        )
+        command = [settings.python, "-m", module]
         command += [f"--training_manifest={uri}" for uri in _manifests(request["TrainingData"])]
         testing = request["TestingData"]
         if testing.get("AutoCreate"):
@@ -99,6 +130,12 @@ class TrainingRunner:
         else:
             command += [f"--testing_manifest={uri}" for uri in _manifests(testing)]
         command += [f"--output={output_uri(version)}", f"--project_version_arn={version.arn}"]
+        if version.custom_labels:
+            if request.get("KmsKeyId"):
+                command.append(f"--kms_key_id={request['KmsKeyId']}")
+            command += s3_flags(settings.s3)
+            command.append(f"--result_file={result_file}")
+            return command
         threshold = request.get("FeatureConfig", {}).get("ContentModeration", {})
         if "ConfidenceThreshold" in threshold:
             command.append(f"--confidence_threshold={threshold['ConfidenceThreshold']}")
@@ -153,10 +190,12 @@ class TrainingRunner:
     def _record(self, version: VersionRecord, result: dict[str, Any], billable_secs: int) -> None:
         status = result.get("Status")
         message = str(result.get("StatusMessage") or "")
+        data_results = _data_results(result) if version.custom_labels else None
         if status == TRAINING_FAILED:
-            self._fail(version, message or "The training failed.", billable_secs)
+            self._fail(version, message or "The training failed.", billable_secs, data_results)
             return
-        missing = [name for name in _COMPLETED_FIELDS if result.get(name) in (None, "", {})]
+        required = _COMPLETED_FIELDS[version.feature]
+        missing = [name for name in required if result.get(name) in (None, "", {}, [])]
         if status != TRAINING_COMPLETED or missing:
             self._fail(
                 version,
@@ -166,6 +205,22 @@ class TrainingRunner:
             )
             return
         summary = result["Summary"]
+        if version.custom_labels:
+            self.projects.mark_model_trained(
+                version.arn,
+                status_message=message or "The model is trained.",
+                billable_secs=billable_secs,
+                f1=float(result["F1Score"]),
+                summary_bucket=summary["Bucket"],
+                summary_name=summary["Name"],
+                model_uri=result["Model"],
+                model_kind=result["Kind"],
+                labels=[str(label) for label in result["Labels"]],
+                backbone_version=result.get("BackboneVersion"),
+                data_results=data_results,
+            )
+            _LOGGER.info("Trained %s: F1 %.3f", version.arn, float(result["F1Score"]))
+            return
         self.projects.mark_trained(
             version.arn,
             status_message=message or "The adapter is trained.",
@@ -179,9 +234,17 @@ class TrainingRunner:
         )
         _LOGGER.info("Trained %s: F1 %.3f", version.arn, float(result["F1Score"]))
 
-    def _fail(self, version: VersionRecord, message: str, billable_secs: int) -> None:
+    def _fail(
+        self,
+        version: VersionRecord,
+        message: str,
+        billable_secs: int,
+        data_results: dict[str, Any] | None = None,
+    ) -> None:
         _LOGGER.warning("Training %s failed: %s", version.arn, message)
-        self.projects.mark_training_failed(version.arn, message, billable_secs=billable_secs)
+        self.projects.mark_training_failed(
+            version.arn, message, billable_secs=billable_secs, data_results=data_results
+        )
 
 
 def _read_result(path: str) -> dict[str, Any] | None:

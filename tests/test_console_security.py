@@ -236,6 +236,14 @@ def test_every_state_changing_request_needs_the_csrf_token(console):
         ("/console/adapters/p/v/delete", {}),
         ("/console/adapters/p/delete", {}),
         (f"/console/jobs/{job_id}/export", {}),
+        (
+            "/console/custom-labels",
+            {"new_project": "p", "version_name": "v", "training_manifest": "s3://in-bucket/m"},
+        ),
+        ("/console/custom-labels/p/v/start", {"min_inference_units": "1"}),
+        ("/console/custom-labels/p/v/stop", {}),
+        ("/console/custom-labels/p/v/delete", {}),
+        ("/console/custom-labels/p/v/detect", {"s3_uri": "s3://in-bucket/a.jpg"}),
         ("/console/sign-out", {}),
     ]
     for path, data in forms:

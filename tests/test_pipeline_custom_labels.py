@@ -139,3 +139,109 @@ def test_a_folder_without_a_model_is_refused_before_the_job_runs(tmp_path):
                 f"--custom_labels_model={tmp_path / 'empty'}",
             ]
         )
+
+
+# A trained detector over a whole manifest.
+
+
+@pytest.fixture(scope="module")
+def trained_detector(tmp_path_factory):
+    """A small detector trained on the pasted-emoji sample set: ``(set, model folder)``."""
+    from training.custom_labels_samples import write_detection_set
+    from training.custom_labels_training import TrainingRequest, train
+
+    folder = tmp_path_factory.mktemp("detector")
+    samples = write_detection_set(folder / "set", images=100, seed=2)
+    result = train(
+        TrainingRequest(
+            training_manifests=[samples.train_manifest],
+            testing_manifests=[samples.test_manifest],
+            output=str(folder / "out"),
+        )
+    )
+    assert result["Status"] == "TRAINING_COMPLETED", result
+    return samples, result["Model"]
+
+
+def _source_refs(manifest: str) -> list[str]:
+    with open(manifest, encoding="utf-8") as lines:
+        return [json.loads(line)["source-ref"] for line in lines if line.strip()]
+
+
+@pytest.mark.slow
+def test_a_job_runs_a_custom_labels_model_over_a_manifest(trained_detector, tmp_path):
+    from model.custom_labels_model import CustomLabelsModel
+    from pipeline.run import run
+    from transforms.output import RESULTS_FILE, SUMMARY_FILE
+    from transforms.images import decode_image
+    from transforms.records import ErrorCode
+
+    samples, model_folder = trained_detector
+    refs = _source_refs(samples.test_manifest)[:12]
+    manifest = tmp_path / "job.jsonl"
+    lines = [json.dumps({"source-ref": ref}) for ref in refs]
+    lines.insert(3, json.dumps({"source-ref": str(tmp_path / "missing.jpg")}))
+    lines.insert(6, "not json")
+    manifest.write_text("\n".join(lines) + "\n")
+    outcome = run(
+        [
+            f"--manifest={manifest}",
+            f"--output={tmp_path / 'out'}",
+            f"--custom_labels_model={model_folder}",
+            "--runner=DirectRunner",
+        ]
+    )
+    assert outcome["statistics"]["valid-json-lines"] == len(refs)
+    assert outcome["error_codes"] == {
+        ErrorCode.IMAGE_NOT_FOUND: 1,
+        ErrorCode.INVALID_JSON: 1,
+    }
+    results = [
+        json.loads(line) for line in (tmp_path / "out" / RESULTS_FILE).read_text().splitlines()
+    ]
+    assert [line["source-ref"] for line in results] == refs  # manifest order
+    assert (tmp_path / "out" / SUMMARY_FILE).exists()
+    # Each line carries the DetectCustomLabels response the model gives the image alone
+    # (decoded as jobs and the API decode images), at each label's assumed threshold.
+    model = CustomLabelsModel.load(model_folder)
+    found = 0
+    for line in results:
+        assert set(line) == {"source-ref", "detect-custom-labels"}
+        with open(line["source-ref"], "rb") as image:
+            (expected,) = model.detect_custom_labels([decode_image(image.read())])
+        response = line["detect-custom-labels"]
+        assert [e["Name"] for e in response["CustomLabels"]] == [
+            e["Name"] for e in expected["CustomLabels"]
+        ]
+        for entry in response["CustomLabels"]:
+            assert entry["Confidence"] >= model.spec.thresholds[entry["Name"]]
+            box = entry["Geometry"]["BoundingBox"]
+            assert 0 <= box["Left"] <= 1 and 0 <= box["Top"] <= 1
+        found += len(response["CustomLabels"])
+    assert found >= len(refs)  # every test image shows at least one emoji
+
+
+@pytest.mark.slow
+def test_min_confidence_zero_returns_every_prediction(trained_detector, tmp_path):
+    from pipeline.run import run
+
+    samples, model_folder = trained_detector
+    refs = _source_refs(samples.test_manifest)[:4]
+    manifest = tmp_path / "job.jsonl"
+    manifest.write_text("".join(json.dumps({"source-ref": ref}) + "\n" for ref in refs))
+    counts = {}
+    for minimum in ("0", None):
+        flags = [
+            f"--manifest={manifest}",
+            f"--output={tmp_path / str(minimum)}",
+            f"--custom_labels_model={model_folder}",
+        ]
+        if minimum is not None:
+            flags.append(f"--min_confidence={minimum}")
+        run(flags)
+        text = (tmp_path / str(minimum) / "results.jsonl").read_text()
+        counts[minimum] = sum(
+            len(json.loads(line)["detect-custom-labels"]["CustomLabels"])
+            for line in text.splitlines()
+        )
+    assert counts["0"] > counts[None]

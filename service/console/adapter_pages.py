@@ -23,13 +23,14 @@ from service.console.web import Console, action, api_message, page
 from service.errors import RequestError
 from training.label_selection import MIN_TEST_IMAGES
 
-__all__ = ["routes", "trained_adapters"]
+__all__ = ["all_pages", "read_summary", "routes", "s3_asset", "trained_adapters"]
 
 FEATURE = "CONTENT_MODERATION"
 _NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
 
 
-async def _all_pages(console: Console, operation: str, params: dict, key: str) -> list[dict]:
+async def all_pages(console: Console, operation: str, params: dict, key: str) -> list[dict]:
+    """Every item of a paginated operation's ``key``, all pages read."""
     items: list[dict] = []
     params = dict(params)
     while True:
@@ -42,7 +43,7 @@ async def _all_pages(console: Console, operation: str, params: dict, key: str) -
 
 async def adapter_projects(console: Console) -> list[dict[str, Any]]:
     """Every Custom Moderation project with its versions, newest first."""
-    projects = await _all_pages(
+    projects = await all_pages(
         console,
         "DescribeProjects",
         {"Features": [FEATURE], "MaxResults": 100},
@@ -50,7 +51,7 @@ async def adapter_projects(console: Console) -> list[dict[str, Any]]:
     )
     for project in projects:
         project["Name"] = project["ProjectArn"].split(":", 5)[-1].split("/")[1]
-        versions = await _all_pages(
+        versions = await all_pages(
             console,
             "DescribeProjectVersions",
             {"ProjectArn": project["ProjectArn"], "MaxResults": 100},
@@ -77,7 +78,8 @@ async def trained_adapters(console: Console) -> list[dict[str, str]]:
     return found
 
 
-def _read_summary(console: Console, version: dict[str, Any]) -> dict[str, Any] | None:
+def read_summary(console: Console, version: dict[str, Any]) -> dict[str, Any] | None:
+    """A version's evaluation summary (JSON in S3); None when it has none or it cannot be read."""
     location = version.get("EvaluationResult", {}).get("Summary", {}).get("S3Object")
     if not location:
         return None
@@ -139,7 +141,7 @@ def routes(console: Console) -> list[Route]:
             return console.error_page(
                 request, 404, "Adapter", f"No adapter {project_name} / {version_name}."
             )
-        summary = await run_in_threadpool(_read_summary, console, version)
+        summary = await run_in_threadpool(read_summary, console, version)
         return console.render(
             request,
             "adapter.html",
@@ -253,7 +255,7 @@ def routes(console: Console) -> list[Route]:
                 await ensure_indexed(console, test_job["id"])
                 testing: dict[str, Any] = {
                     "Assets": [
-                        _asset(
+                        s3_asset(
                             await export_ground_truth(
                                 console, test_job["id"], test_job["min_confidence"]
                             )
@@ -280,7 +282,7 @@ def routes(console: Console) -> list[Route]:
                         "S3Bucket": console.settings.storage_bucket,
                         "S3KeyPrefix": console.settings.key("adapters"),
                     },
-                    "TrainingData": {"Assets": [_asset(training_uri)]},
+                    "TrainingData": {"Assets": [s3_asset(training_uri)]},
                     "TestingData": testing,
                     "VersionDescription": f"Trained in the console from job {job_id}",
                 },
@@ -302,6 +304,10 @@ def routes(console: Console) -> list[Route]:
     ]
 
 
-def _asset(uri: str) -> dict[str, Any]:
+def s3_asset(uri: str) -> dict[str, Any]:
+    """A ground-truth manifest asset of CreateProjectVersion; ValueError unless ``uri`` is an
+    ``s3://bucket/key`` URI."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket or not key:
+        raise ValueError(f"A manifest must be an s3://bucket/key URI, not {uri!r}.")
     return {"GroundTruthManifest": {"S3Object": {"Bucket": bucket, "Name": key}}}

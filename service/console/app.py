@@ -18,7 +18,14 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service.console import adapter_pages, jobs_pages, moderation_page, review_pages, verify_pages
+from service.console import (
+    adapter_pages,
+    custom_labels_pages,
+    jobs_pages,
+    moderation_page,
+    review_pages,
+    verify_pages,
+)
 from service.console.images import THUMBNAIL_SIZES, ImageRefused, ImageUnavailable
 from service.console.results_index import index_job
 from service.console.sessions import check_credentials
@@ -122,6 +129,7 @@ def build_console(api, settings: ConsoleSettings) -> Starlette:
         *verify_pages.routes(console),
         *adapter_pages.routes(console),
         *moderation_page.routes(console),
+        *custom_labels_pages.routes(console),
         *review_pages.routes(console),
     ]
     middleware = [

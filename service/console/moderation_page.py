@@ -22,7 +22,7 @@ from service.console.web import Console, action, api_message, page
 from service.errors import RequestError
 from storage.reading import split_s3_uri, split_versioned_uri
 
-__all__ = ["label_tree", "routes"]
+__all__ = ["image_from_form", "label_tree", "routes"]
 
 # DetectModerationLabels takes at most 5 MB of image bytes.
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
@@ -47,6 +47,29 @@ def _preview(data: bytes) -> str:
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+async def image_from_form(form, s3_uri: str) -> tuple[dict[str, Any], str, str]:
+    """The ``Image`` parameter a form gives (its ``image`` file, else ``s3_uri``), the preview
+    to show (a data: URL of the upload, or the console's thumbnail of the S3 object), and what
+    is wrong when neither was given ("" otherwise)."""
+    upload = form.get("image")
+    if isinstance(upload, UploadFile) and upload.filename:
+        data = await upload.read(MAX_IMAGE_BYTES + 1)
+        try:
+            preview = await run_in_threadpool(_preview, data)
+        except Exception:  # the API says what is wrong with it
+            preview = ""
+        return {"Bytes": base64.b64encode(data).decode()}, preview, ""
+    if s3_uri.startswith("s3://"):
+        uri, version = split_versioned_uri(s3_uri)
+        bucket, key = split_s3_uri(uri)
+        location = {"Bucket": bucket, "Name": key}
+        if version:
+            location["Version"] = version
+        preview = "/console/thumbnail?" + urllib.parse.urlencode({"ref": s3_uri, "size": 1024})
+        return {"S3Object": location}, preview, ""
+    return {}, "", "Choose an image file, or give an s3:// URI."
 
 
 def routes(console: Console) -> list[Route]:
@@ -93,34 +116,14 @@ def routes(console: Console) -> list[Route]:
         params: dict[str, Any] = {"MinConfidence": values["min_confidence"]}
         if values["adapter"]:
             params["ProjectVersion"] = values["adapter"]
-        upload = form.get("image")
-        preview = ""
-        if isinstance(upload, UploadFile) and upload.filename:
-            data = await upload.read(MAX_IMAGE_BYTES + 1)
-            params["Image"] = {"Bytes": base64.b64encode(data).decode()}
-            try:
-                preview = await run_in_threadpool(_preview, data)
-            except Exception:  # the API says what is wrong with it
-                preview = ""
-        elif values["s3_uri"].startswith("s3://"):
-            uri, version = split_versioned_uri(values["s3_uri"])
-            bucket, key = split_s3_uri(uri)
-            location = {"Bucket": bucket, "Name": key}
-            if version:
-                location["Version"] = version
-            params["Image"] = {"S3Object": location}
-        else:
-            return await render(
-                request, 400, **values, error="Choose an image file, or give an s3:// URI."
-            )
+        image, preview, problem = await image_from_form(form, values["s3_uri"])
+        if problem:
+            return await render(request, 400, **values, error=problem)
+        params["Image"] = image
         try:
             response = await console.call("DetectModerationLabels", params)
         except RequestError as exc:
             return await render(request, 400, **values, error=api_message(exc))
-        if not preview and "S3Object" in params["Image"]:
-            preview = "/console/thumbnail?" + urllib.parse.urlencode(
-                {"ref": values["s3_uri"], "size": 1024}
-            )
         return await render(
             request,
             **values,
