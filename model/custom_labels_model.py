@@ -45,6 +45,7 @@ __all__ = [
     "KINDS",
     "MIN_DETECTION_CONFIDENCE",
     "MODEL_FILE",
+    "MODEL_FOLDER",
     "MODEL_FORMAT",
     "MULTI_LABEL",
     "NMS_IOU",
@@ -74,6 +75,8 @@ MULTI_LABEL = "MULTI_LABEL_CLASSIFICATION"
 OBJECT_DETECTION = "OBJECT_DETECTION"
 KINDS = (CLASSIFICATION, MULTI_LABEL, OBJECT_DETECTION)
 
+# A training writes the model into this folder of its output, beside its evaluation summary.
+MODEL_FOLDER = "model"
 MODEL_FILE = "custom-labels-model.json"  # written last: its presence means the model is complete
 WEIGHTS_FILE = "custom-labels-weights.npz"  # numpy arrays only, no pickles
 MODEL_FORMAT = "beam-moderation-custom-labels/1"

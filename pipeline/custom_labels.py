@@ -13,11 +13,11 @@ import logging
 import posixpath
 from typing import Any
 
-__all__ = ["MODEL_FOLDER", "model_folder_of", "resolve_custom_labels_model"]
+from model.custom_labels_model import MODEL_FOLDER
+
+__all__ = ["model_folder_of", "resolve_custom_labels_model"]
 
 _LOGGER = logging.getLogger(__name__)
-
-MODEL_FOLDER = "model"
 
 # The versions whose training completed: they have a model, whether it is being served or not.
 _TRAINED = ("TRAINING_COMPLETED", "STARTING", "RUNNING", "FAILED", "STOPPING", "STOPPED")

@@ -37,7 +37,7 @@ from storage.environment import s3_flags
 from storage.settings import S3Settings
 from transforms.output import RESULTS_FILE, SUMMARY_FILE
 
-__all__ = ["JobRunner", "JobSettings", "output_prefix"]
+__all__ = ["JobRunner", "JobSettings", "allowed_source_prefixes", "output_prefix"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,6 +46,16 @@ def output_prefix(job: JobRecord) -> str:
     """The key prefix of a job's outputs: ``<S3KeyPrefix>/<JobId>``."""
     prefix = job.request["OutputConfig"].get("S3KeyPrefix", "").strip("/")
     return f"{prefix}/{job.job_id}" if prefix else job.job_id
+
+
+def allowed_source_prefixes(allowed_locations: Collection[str] | None) -> str:
+    """``--allowed_source_prefixes`` of the processes the server starts: the ``s3://`` prefixes
+    of its allowed locations (``s3://``, any bucket, when it has none), never the server's disk."""
+    if allowed_locations is None:
+        return "s3://"
+    return ",".join(
+        f"s3://{entry}" if "/" in entry else f"s3://{entry}/" for entry in allowed_locations
+    )
 
 
 @dataclass(frozen=True)
@@ -168,11 +178,9 @@ class JobRunner:
         if manifest.get("Version"):  # the version preflight checked, not whatever is latest
             command.append(f"--manifest_version={manifest['Version']}")
         if settings.allowed_locations is not None:
-            prefixes = ",".join(
-                f"s3://{entry}" if "/" in entry else f"s3://{entry}/"
-                for entry in settings.allowed_locations
+            command.append(
+                f"--allowed_source_prefixes={allowed_source_prefixes(settings.allowed_locations)}"
             )
-            command.append(f"--allowed_source_prefixes={prefixes}")
         if settings.backbone:
             command.append(f"--backbone={settings.backbone}")
         from model.moderation_model import zero_shot_flags

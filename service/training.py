@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from service.jobs import JobSettings
+from service.jobs import JobSettings, allowed_source_prefixes
 from service.project_records import (
     CONTENT_MODERATION,
     CUSTOM_LABELS,
@@ -130,6 +130,10 @@ class TrainingRunner:
         else:
             command += [f"--testing_manifest={uri}" for uri in _manifests(testing)]
         command += [f"--output={output_uri(version)}", f"--project_version_arn={version.arn}"]
+        # Images come from the allowed S3 locations only, as a job's do.
+        command.append(
+            f"--allowed_source_prefixes={allowed_source_prefixes(settings.allowed_locations)}"
+        )
         if version.custom_labels:
             if request.get("KmsKeyId"):
                 command.append(f"--kms_key_id={request['KmsKeyId']}")

@@ -9,7 +9,6 @@ detector with ``python -m training.train_custom_labels`` on the sample sets and 
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import sqlite3
@@ -313,9 +312,14 @@ def test_a_custom_labels_version_trains_with_its_own_command(tmp_path):
     assert version.feature == "CUSTOM_LABELS" and version.base_model_version is None
     runner = TrainingRunner(
         registry,
-        JobSettings(s3=S3Settings(endpoint_url="http://s3.local:9000", region_name="us-east-1")),
+        JobSettings(
+            s3=S3Settings(endpoint_url="http://s3.local:9000", region_name="us-east-1"),
+            allowed_locations=("in-bucket", "out-bucket/results"),
+        ),
     )
     command = runner.command(version, "/tmp/result.json")
+    # Its images come from the allowed locations only, never from the server's disk.
+    assert "--allowed_source_prefixes=s3://in-bucket/,s3://out-bucket/results" in command
     assert command[1:3] == ["-m", "training.train_custom_labels"]
     manifest = versioned_uri("s3://in-bucket/train.manifest", "v7")
     assert f"--training_manifest={manifest}" in command
@@ -735,17 +739,6 @@ def test_a_registry_file_of_an_earlier_server_keeps_working(tmp_path, buckets, m
 # End to end, with the training command and the model of this project.
 
 
-def _training_ready() -> bool:
-    return all(
-        importlib.util.find_spec(name) is not None
-        for name in (
-            "training.train_custom_labels",
-            "training.custom_labels_fit",
-            "training.custom_labels_samples",
-        )
-    )
-
-
 def _test_images(sample_set, count: int) -> list[tuple[str, dict]]:
     """The first ``count`` lines of a set's test manifest: (image name, manifest line)."""
     lines = [json.loads(line) for line in _manifest_lines(sample_set.test_manifest) if line.strip()]
@@ -758,8 +751,7 @@ def _manifest_lines(path: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _training_ready(), reason="the Custom Labels training is not written yet")
-def test_custom_labels_end_to_end(tmp_path, buckets, moto_server):
+def test_custom_labels_end_to_end(tmp_path, buckets, moto_server, monkeypatch):
     """Sample sets in S3 -> a classifier and a detector trained, evaluated, started, asked
     (inline and from S3), one stopped, the other served again by a restarted server."""
     from training.custom_labels_samples import (
@@ -884,6 +876,28 @@ def test_custom_labels_end_to_end(tmp_path, buckets, moto_server):
                 assert len(label["Geometry"]["Polygon"]) == 4
             found += len(labels)
         assert found > 0
+
+        # A bulk job runs the detector over the test manifest, named by its ARN, which the job
+        # resolves through this server.
+        from pipeline.run import run
+
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", API_KEY_ID)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", API_SECRET)
+        outcome = run(
+            [
+                f"--manifest={uploaded['detector'].test_manifest}",
+                "--output=s3://out-bucket/results/bulk-detector",
+                f"--custom_labels_model={arns['detector']}",
+                f"--rekognition_endpoint_url={server.endpoint}",
+                f"--s3_endpoint_url={moto_server}",
+                "--s3_region_name=us-east-1",
+            ]
+        )
+        assert outcome["statistics"]["valid-json-lines"] == local["detector"].test_images
+        body = s3.get_object(Bucket="out-bucket", Key="results/bulk-detector/results.jsonl")
+        bulk = [json.loads(line) for line in body["Body"].read().splitlines()]
+        assert all(set(line) == {"source-ref", "detect-custom-labels"} for line in bulk)
+        assert sum(len(line["detect-custom-labels"]["CustomLabels"]) for line in bulk) > 0
 
         client.stop_project_version(ProjectVersionArn=arns["detector"])
         _wait_for(client, arns["detector"], ("STOPPED",))

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.browser import sign_in
+from tests.browser import screenshot, sign_in
 from tests.conftest import API_KEY_ID, API_SECRET, rekognition_client, start_api_server
 from tests.console_server import console_flags
 from training.custom_labels_samples import upload, write_detection_set
@@ -90,6 +90,9 @@ def test_train_start_detect_and_stop_a_detector_in_the_browser(console, s3, page
         "items => items.map(item => item.dataset.label)"
     )
     assert listed == [entry["Name"] for entry in response["CustomLabels"]]
+    page.locator("#evaluation").scroll_into_view_if_needed()
+    page.evaluate("document.getElementById('evaluation').scrollIntoView()")
+    screenshot(page, "custom-labels")
 
     page.click("#stop-form button[type=submit]")
     page.wait_for_selector("#model-status:text('STOPPED')", timeout=60_000)

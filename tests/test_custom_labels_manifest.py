@@ -532,6 +532,11 @@ def test_a_versioned_s3_manifest_and_its_s3_images(s3, moto_server, tmp_path, im
         secret_access_key="testing",
         region_name="us-east-1",
     )
+    # Beam's FileSystems keep the options an earlier job of this process set: these settings
+    # apply, as they do in a training process of its own.
+    from apache_beam.io.filesystems import FileSystems
+
+    FileSystems.set_options(settings.pipeline_options())
     uri = f"s3://data/train.manifest?versionId={version}"
     entries = read_entries([uri], "training", settings)
     label_entries(entries, dataset_kind(entries))

@@ -172,8 +172,8 @@ def _source_refs(manifest: str) -> list[str]:
 def test_a_job_runs_a_custom_labels_model_over_a_manifest(trained_detector, tmp_path):
     from model.custom_labels_model import CustomLabelsModel
     from pipeline.run import run
-    from transforms.output import RESULTS_FILE, SUMMARY_FILE
     from transforms.images import decode_image
+    from transforms.output import RESULTS_FILE, SUMMARY_FILE
     from transforms.records import ErrorCode
 
     samples, model_folder = trained_detector

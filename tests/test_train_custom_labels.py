@@ -361,3 +361,28 @@ def test_a_multi_label_classifier_is_trained_with_auto_split(tmp_path):
     trained = _lines(output / "training.manifest")
     assert len(tested) + len(trained) == sample.train_images + sample.test_images
     assert not {line["source-ref"] for line in tested} & {line["source-ref"] for line in trained}
+
+
+def test_images_outside_the_allowed_prefixes_are_never_read(tmp_path, colours):
+    allowed = str(tmp_path / "images" / "red")  # a prefix no image starts with but these
+    lines = [_line(ref, label) for label in ("red", "green") for ref in colours[label][:20]]
+    lines += [_line("/etc/passwd", "red"), _line("s3://other-bucket/x.png", "green")]
+    train = _manifest(tmp_path / "train.manifest", lines)
+    status, result = _run(
+        tmp_path,
+        f"--training_manifest={train}",
+        "--auto_split",
+        f"--output={tmp_path / 'out'}",
+        f"--allowed_source_prefixes={allowed},s3://in-bucket/",
+    )
+    assert status == 0 and result["Status"] == "TRAINING_FAILED"
+    # Every green image, /etc/passwd and the other bucket are refused: too many invalid lines.
+    message = result["StatusMessage"]
+    assert message.startswith("ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST: 22 of the 42 lines")
+    rows = _lines(tmp_path / "out" / "training-validation.manifest")
+    rows += _lines(tmp_path / "out" / "testing-validation.manifest")
+    refused = [
+        row for row in rows if row["source-ref"] in ("/etc/passwd", "s3://other-bucket/x.png")
+    ]
+    assert len(refused) == 2
+    assert all("may not read images there" in json.dumps(row) for row in refused)

@@ -137,6 +137,9 @@ def test_a_completed_training_is_recorded_with_its_evaluation_and_adapter(runner
         "--auto_split",
         f"--output={output}",
         f"--project_version_arn={version.arn}",
+        # The server has no allowed locations here: images may come from any bucket, never
+        # from its disk.
+        "--allowed_source_prefixes=s3://",
         "--confidence_threshold=70.0",
         "--kms_key_id=alias/adapters",
         "--components=open_nsfw",

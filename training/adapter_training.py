@@ -42,6 +42,7 @@ class TrainingRequest:
     backbone: str | None = None
     zero_shot_model: str | None = None
     zero_shot_prompts: str | None = None
+    allowed_source_prefixes: Sequence[str] | None = None  # None: images may be anywhere
     s3: S3Settings = field(default_factory=S3Settings)
 
 
@@ -86,7 +87,8 @@ def train(request: TrainingRequest, model=None) -> dict[str, Any]:
         len(training),
         len(testing),
     )
-    analyse([*training, *testing], model, image_loader(request.s3, 16))
+    load = image_loader(request.s3, 16, request.allowed_source_prefixes)
+    analyse([*training, *testing], model, load)
 
     counts = label_counts(training, threshold, custom)
     labels, skipped = choose_labels(counts, len(training), custom)

@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from model.custom_labels_model import Box
 from storage.settings import S3Settings
+from training.sources import check_source_allowed
 from transforms.fetching import fetch_image_bytes
 from transforms.images import to_rgb
 from transforms.records import ErrorCode, ImageProblem
@@ -85,9 +86,17 @@ class ImageReader:
     Both raise ``ImageProblem`` saying what is wrong. ``s3://`` images share one boto3 client.
     """
 
-    def __init__(self, s3: S3Settings | None = None, *, max_side: int = TRAINING_MAX_SIDE):
+    def __init__(
+        self,
+        s3: S3Settings | None = None,
+        *,
+        max_side: int = TRAINING_MAX_SIDE,
+        allowed_prefixes: Sequence[str] | None = None,
+    ):
+        """``allowed_prefixes``: the only places images may be read from (None: anywhere)."""
         self._s3 = s3 or S3Settings()
         self._max_side = max_side
+        self._allowed = allowed_prefixes
         self._lock = threading.Lock()
         self._client: Any = None
 
@@ -99,6 +108,7 @@ class ImageReader:
 
     def read_bytes(self, source_ref: str) -> bytes:
         """The image file's bytes (at most ``MAX_IMAGE_BYTES``)."""
+        check_source_allowed(source_ref, self._allowed)
         client = self._s3_client() if source_ref.startswith("s3://") else None
         return fetch_image_bytes(source_ref, MAX_IMAGE_BYTES, s3_client=client)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from model.custom_labels_model import CLASSIFICATION, MULTI_LABEL, OBJECT_DETECTION
+from model.custom_labels_model import CLASSIFICATION, MODEL_FOLDER, MULTI_LABEL, OBJECT_DETECTION
 from storage.outputs import OutputStore, join
 from storage.reading import split_s3_uri, split_versioned_uri
 from storage.settings import S3Settings
@@ -39,7 +39,6 @@ __all__ = [
     "MAX_LABELS",
     "MIN_LABEL_OVERLAP",
     "MIN_TEST_IMAGES",
-    "MODEL_FOLDER",
     "DatasetProblem",
     "TrainingRequest",
     "location",
@@ -49,7 +48,6 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
-MODEL_FOLDER = "model"
 EVALUATION_SUMMARY_FILE = "evaluation-summary.json"  # without a version ARN to name it
 MANIFEST_SUMMARY_FILE = "manifest-summary.json"
 OUTPUT_MANIFESTS = {"training": "training.manifest", "testing": "testing.manifest"}
@@ -86,6 +84,7 @@ class TrainingRequest:
     project_version_arn: str | None = None
     kms_key_id: str | None = None
     seed: int = 0
+    allowed_source_prefixes: Sequence[str] | None = None  # None: images may be anywhere
     s3: S3Settings = field(default_factory=S3Settings)
 
 
@@ -345,7 +344,7 @@ def train(
     data results written for them.
     """
     started = time.monotonic()
-    reader = reader or ImageReader(request.s3)
+    reader = reader or ImageReader(request.s3, allowed_prefixes=request.allowed_source_prefixes)
     data = _validate(request, reader)
     writer = _Writer(request)
     datasets = {"training": data.training, "testing": data.testing}

@@ -14,6 +14,7 @@ import numpy as np
 from storage.settings import S3Settings
 from training.ground_truth import GroundTruthLine
 from training.metrics import Evaluation
+from training.sources import check_source_allowed
 from transforms.fetching import fetch_image_bytes
 from transforms.images import decode_image
 from transforms.records import ErrorCode, ImageProblem
@@ -107,8 +108,11 @@ def _run_batch(
         evaluation.add(line, response)
 
 
-def image_loader(s3: S3Settings, concurrency: int) -> Callable[[str], np.ndarray]:
-    """``path -> RGB image``; ``s3://`` paths share one boto3 client, built on first use."""
+def image_loader(
+    s3: S3Settings, concurrency: int, allowed_prefixes: Sequence[str] | None = None
+) -> Callable[[str], np.ndarray]:
+    """``path -> RGB image``; ``s3://`` paths share one boto3 client, built on first use.
+    ``allowed_prefixes``: the only places images may be read from (None: anywhere)."""
     lock = threading.Lock()
     clients: list[Any] = []
 
@@ -119,6 +123,7 @@ def image_loader(s3: S3Settings, concurrency: int) -> Callable[[str], np.ndarray
             return clients[0]
 
     def load(path: str) -> np.ndarray:
+        check_source_allowed(path, allowed_prefixes)
         client = s3_client() if path.startswith("s3://") else None
         return decode_image(fetch_image_bytes(path, s3_client=client))
 

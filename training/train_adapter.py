@@ -42,6 +42,7 @@ from training.adapter_training import TrainingRequest, train
 from training.cli import exit_status
 from training.examples import TrainingProblem
 from training.label_selection import MIN_FALSE_NEGATIVES, MIN_FALSE_POSITIVES, MIN_TEST_IMAGES
+from training.sources import add_allowed_sources_argument, allowed_prefixes
 
 __all__ = ["build_parser", "main"]
 
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--result_file", default=None, help="Also write the result JSON to this local file."
     )
+    add_allowed_sources_argument(parser)
     add_s3_arguments(parser)
     return parser
 
@@ -127,6 +129,7 @@ def _request(args: argparse.Namespace) -> TrainingRequest:
         backbone=args.backbone,
         zero_shot_model=args.zero_shot_model,
         zero_shot_prompts=args.zero_shot_prompts,
+        allowed_source_prefixes=allowed_prefixes(args.allowed_source_prefixes),
         s3=s3_settings_from_arguments(args),
     )
 

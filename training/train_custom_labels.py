@@ -57,6 +57,7 @@ from training.custom_labels_training import (
     train,
 )
 from training.examples import TrainingProblem
+from training.sources import add_allowed_sources_argument, allowed_prefixes
 
 __all__ = ["build_parser", "main"]
 
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Also write the result JSON to this local file. Default: standard output only.",
     )
+    add_allowed_sources_argument(parser)
     add_s3_arguments(parser)
     return parser
 
@@ -137,6 +139,7 @@ def _request(args: argparse.Namespace) -> TrainingRequest:
         project_version_arn=args.project_version_arn,
         kms_key_id=args.kms_key_id,
         seed=args.seed,
+        allowed_source_prefixes=allowed_prefixes(args.allowed_source_prefixes),
         s3=s3_settings_from_arguments(args),
     )
 
