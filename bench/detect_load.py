@@ -30,16 +30,21 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from service.inference_queue import QueueStats
 
 KEY_ID, SECRET = "AKIDBENCHDETECT00001", "bench-detect-load-secret"
 # Nothing here is read from S3; an endpoint that refuses connections keeps it so.
 _NO_S3 = "http://127.0.0.1:9"
 THROTTLED = "ThrottlingException"
+DETECT_MODERATION_LABELS = "detect_moderation_labels"  # the boto3 method the clients call
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,7 +108,9 @@ class Outcome:
 # --- the clients (their own process) -------------------------------------------------------
 
 
-def _client(endpoint: str):
+def rekognition_client(endpoint: str):
+    """A boto3 Rekognition client of the server at ``endpoint``, signing with this benchmark's
+    key pair, retries off (every error counts)."""
     import boto3
     from botocore.config import Config
 
@@ -117,12 +124,14 @@ def _client(endpoint: str):
     )
 
 
-def _call(client, data: bytes) -> tuple[float, str | None]:
+def _call(
+    client, data: bytes, operation: str, params: Mapping[str, Any]
+) -> tuple[float, str | None]:
     from botocore.exceptions import ClientError
 
     started = time.perf_counter()
     try:
-        client.detect_moderation_labels(Image={"Bytes": data})
+        getattr(client, operation)(Image={"Bytes": data}, **params)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "ClientError")
     except Exception as exc:  # noqa: BLE001 - a broken connection is an error to count
@@ -132,21 +141,29 @@ def _call(client, data: bytes) -> tuple[float, str | None]:
     return time.perf_counter() - started, code
 
 
-def drive_clients(connection, endpoint: str, plan: list[list[str]]) -> None:
+def drive_clients(
+    connection,
+    endpoint: str,
+    plan: list[list[str]],
+    operation: str = DETECT_MODERATION_LABELS,
+    params: Mapping[str, Any] | None = None,
+) -> None:
     """The client process: one thread per client, each making one warm-up call, then, once the
     parent has answered ``"warm"`` with ``"go"``, sending the images of its list, all starting
-    together. Sends back ``(wall seconds, [(latency, error code or None), ...])``."""
+    together. Each call is the boto3 method ``operation`` with ``Image.Bytes`` and ``params``.
+    Sends back ``(wall seconds, [(latency, error code or None), ...])``."""
+    params = dict(params or {})
     shares = [[open(path, "rb").read() for path in paths] for paths in plan]
-    clients = [_client(endpoint) for _ in plan]
+    clients = [rekognition_client(endpoint) for _ in plan]
     results: list[tuple[float, str | None]] = []
     lock = threading.Lock()
     warm, go = threading.Barrier(len(plan) + 1), threading.Barrier(len(plan) + 1)
 
     def run(client, share: list[bytes]) -> None:
-        _call(client, share[0])  # connection, credentials, the server's first batches
+        _call(client, share[0], operation, params)  # connection, credentials, first batches
         warm.wait()
         go.wait()
-        mine = [_call(client, data) for data in share]
+        mine = [_call(client, data, operation, params) for data in share]
         with lock:
             results.extend(mine)
 
@@ -180,14 +197,22 @@ class Bound:
         self.model.predict(self.images[:batch_size])  # warm-up
 
     def measure(self) -> Outcome:
-        started, cpu = time.perf_counter(), time.process_time()
-        for start in range(0, len(self.images), self.batch_size):
-            self.model.predict(self.images[start : start + self.batch_size])
-        outcome = Outcome(self.name, 0, time.perf_counter() - started, answered=len(self.images))
-        outcome.cpu_seconds = time.process_time() - cpu
-        outcome.batches = -(-len(self.images) // self.batch_size)
-        outcome.images_in_batches = len(self.images)
-        return outcome
+        return measure_batches(self.name, self.model.predict, self.images, self.batch_size)
+
+
+def measure_batches(
+    name: str, predict: Callable[[Sequence], Any], images: Sequence, batch_size: int
+) -> Outcome:
+    """Bare inference timed: ``predict`` on ``images`` (decoded beforehand), ``batch_size`` at
+    a time."""
+    started, cpu = time.perf_counter(), time.process_time()
+    for start in range(0, len(images), batch_size):
+        predict(images[start : start + batch_size])
+    outcome = Outcome(name, 0, time.perf_counter() - started, answered=len(images))
+    outcome.cpu_seconds = time.process_time() - cpu
+    outcome.batches = -(-len(images) // batch_size)
+    outcome.images_in_batches = len(images)
+    return outcome
 
 
 class Server:
@@ -225,20 +250,31 @@ class Server:
                 raise RuntimeError(f"{self.name}: the model did not load")
             time.sleep(0.05)
 
-    def measure(self, plan: list[list[str]]) -> Outcome:
+    def measure(
+        self,
+        plan: list[list[str]],
+        *,
+        operation: str = DETECT_MODERATION_LABELS,
+        params: Mapping[str, Any] | None = None,
+        stats: Callable[[], QueueStats] | None = None,
+    ) -> Outcome:
         """``plan`` sent by clients in a process of their own, once each has made its warm-up
-        call; the batches counted are those of the timed calls."""
+        call (``drive_clients``' ``operation`` and ``params``); the batches counted are those of
+        the timed calls, from ``stats`` (default: the moderation model's queue)."""
+        stats = stats or (lambda: self.httpd.api.model.stats)
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        clients = context.Process(target=drive_clients, args=(theirs, self.endpoint, plan))
+        clients = context.Process(
+            target=drive_clients, args=(theirs, self.endpoint, plan, operation, params)
+        )
         clients.start()
         try:
             if ours.recv() != "warm":
                 raise RuntimeError("the clients did not start")
-            before, cpu = replace(self.httpd.api.model.stats), time.process_time()
+            before, cpu = replace(stats()), time.process_time()
             ours.send("go")
             seconds, clients_cpu, results = ours.recv()
-            after, server_cpu = replace(self.httpd.api.model.stats), time.process_time() - cpu
+            after, server_cpu = replace(stats()), time.process_time() - cpu
         finally:
             clients.join(60)
         outcome = Outcome(self.name, len(plan), seconds, cpu_seconds=server_cpu + clients_cpu)
@@ -257,7 +293,7 @@ class Server:
         self.httpd.server_close()
 
 
-def _plan(paths: Sequence[str], clients: int, calls: int | None = None) -> list[list[str]]:
+def client_shares(paths: Sequence[str], clients: int, calls: int | None = None) -> list[list[str]]:
     """Each client's images: distinct when ``calls`` is None (the images dealt out in turn),
     else ``calls`` each, cycling through the images."""
     if calls is None:
@@ -271,7 +307,7 @@ def _plan(paths: Sequence[str], clients: int, calls: int | None = None) -> list[
 # --- the report -----------------------------------------------------------------------------
 
 
-def _total(outcomes: Sequence[Outcome]) -> Outcome:
+def combined(outcomes: Sequence[Outcome]) -> Outcome:
     """The rounds of one scenario as one."""
     total = Outcome(outcomes[0].name, outcomes[0].clients, sum(o.seconds for o in outcomes))
     for o in outcomes:
@@ -294,7 +330,9 @@ def _cpu_ms_per_image(o: Outcome) -> float:
     return 1000 * o.cpu_seconds / o.answered if o.answered else float("nan")
 
 
-def _print_table(totals: Sequence[Outcome]) -> None:
+def print_table(totals: Sequence[Outcome]) -> None:
+    """One row per scenario: calls, answers, errors, images/s, p50/p99 latency, the mean batch
+    the model ran and the CPU time per image."""
     print(
         _row(
             "scenario", "clients", "calls", "answered", "throttled", "other",
@@ -315,30 +353,43 @@ def _print_table(totals: Sequence[Outcome]) -> None:
         )  # fmt: skip
 
 
-def _ratio(name: str, numerator: Sequence[Outcome], denominator: Sequence[Outcome]) -> None:
-    """Images/s over all rounds and per round; and images per CPU-second (of the processes
-    taking part), which other work on the machine disturbs less than wall time."""
+def ratios(numerator: Sequence[Outcome], denominator: Sequence[Outcome]) -> dict[str, Any]:
+    """Images/s of one scenario over another's, over all rounds (``images_per_sec``) and per
+    round (``rounds``, and their ``median``); and images per CPU-second (of the processes
+    taking part, ``images_per_cpu_second``), which other work on the machine disturbs less than
+    wall time."""
     rounds = [n.images_per_sec / d.images_per_sec for n, d in zip(numerator, denominator)]
-    whole = _total(numerator).images_per_sec / _total(denominator).images_per_sec
-    cpu = _cpu_ms_per_image(_total(denominator)) / _cpu_ms_per_image(_total(numerator))
-    each = ", ".join(f"{r:.2f}" for r in rounds)
+    return {
+        "images_per_sec": combined(numerator).images_per_sec / combined(denominator).images_per_sec,
+        "rounds": rounds,
+        "median": float(np.median(rounds)),
+        "images_per_cpu_second": (
+            _cpu_ms_per_image(combined(denominator)) / _cpu_ms_per_image(combined(numerator))
+        ),
+    }
+
+
+def print_ratio(name: str, numerator: Sequence[Outcome], denominator: Sequence[Outcome]) -> None:
+    """One line of ``ratios``."""
+    ratio = ratios(numerator, denominator)
+    each = ", ".join(f"{r:.2f}" for r in ratio["rounds"])
     print(
-        f"{name}: {whole:.2f} images/s (rounds {each}; median {np.median(rounds):.2f}); "
-        f"{cpu:.2f} images per CPU-second"
+        f"{name}: {ratio['images_per_sec']:.2f} images/s (rounds {each}; median "
+        f"{ratio['median']:.2f}); {ratio['images_per_cpu_second']:.2f} images per CPU-second"
     )
 
 
 def _print_report(rounds: dict[str, list[Outcome]], overload: Outcome | None) -> None:
-    totals = [_total(outcomes) for outcomes in rounds.values()]
-    _print_table([*totals, *([overload] if overload else [])])
+    totals = [combined(outcomes) for outcomes in rounds.values()]
+    print_table([*totals, *([overload] if overload else [])])
     print()
     bound, batched = rounds["bound"], rounds["batched"]
-    _ratio("batched / bound", batched, bound)
+    print_ratio("batched / bound", batched, bound)
     if "one-at-a-time" in rounds:
         single = rounds["one-at-a-time"]
-        _ratio("one-at-a-time / bound", single, bound)
-        _ratio("batched / one-at-a-time", batched, single)
-        b, s = _total(batched).latencies, _total(single).latencies
+        print_ratio("one-at-a-time / bound", single, bound)
+        print_ratio("batched / one-at-a-time", batched, single)
+        b, s = combined(batched).latencies, combined(single).latencies
         print(
             f"batched / one-at-a-time latency: p50 {np.median(b) / np.median(s):.2f}, "
             f"p99 {np.percentile(b, 99) / np.percentile(s, 99):.2f}"
@@ -367,7 +418,7 @@ def _measure_rounds(args, paths, backbone: str, workdir: str) -> dict[str, list[
         [*model_flags, f"--detect_batch_size={args.batch_size}"],
     )
     bound = Bound(paths, args.batch_size, args.components, backbone)
-    plan = _plan(paths, args.clients)
+    plan = client_shares(paths, args.clients)
     order = [*(["one-at-a-time"] if "one-at-a-time" in servers else []), "bound", "batched"]
     rounds: dict[str, list[Outcome]] = {name: [] for name in order}
     try:
@@ -411,7 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             server.wait_for_model()
-            overload = server.measure(_plan(paths, args.overload_clients, args.overload_calls))
+            overload = server.measure(
+                client_shares(paths, args.overload_clients, args.overload_calls)
+            )
         finally:
             server.close()
 

@@ -5,20 +5,19 @@ how they are checked against Amazon Rekognition Custom Labels' image limits and 
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from model.custom_labels_model import Box
 from storage.settings import S3Settings
 from training.sources import check_source_allowed
 from transforms.fetching import fetch_image_bytes
-from transforms.images import to_rgb
+from transforms.images import open_image, to_rgb
 from transforms.records import ErrorCode, ImageProblem
 
 __all__ = [
@@ -135,22 +134,7 @@ class ImageReader:
 
 
 def _checked(data: bytes) -> tuple[Image.Image, ImageSize]:
-    try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise ImageProblem(ErrorCode.DECOMPRESSION_BOMB, f"Refused as too large: {exc}") from None
-    except UnidentifiedImageError:
-        raise ImageProblem(
-            ErrorCode.UNSUPPORTED_IMAGE_FORMAT, "The file is not a JPEG or PNG image."
-        ) from None
-    except Exception as exc:
-        raise ImageProblem(ErrorCode.INVALID_IMAGE, f"The image header is corrupt: {exc}") from exc
-    image_format = "JPEG" if image.format == "MPO" else image.format
-    if image_format not in IMAGE_FORMATS:
-        raise ImageProblem(
-            ErrorCode.UNSUPPORTED_IMAGE_FORMAT,
-            f"{image.format} images are not supported; use JPEG or PNG.",
-        )
+    image, _ = open_image(data)
     width, height = image.size
     if min(width, height) < MIN_IMAGE_SIDE or max(width, height) > MAX_IMAGE_SIDE:
         raise ImageProblem(

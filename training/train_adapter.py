@@ -31,16 +31,13 @@ the exit status is 0 for both. A non-zero exit status means the trainer itself b
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterable
 
 from model.confidence import add_confidence_argument, check_confidence
-from pipeline.logs import configure_logging
 from storage.settings import add_s3_arguments, s3_settings_from_arguments
 from training.adapter_training import TrainingRequest, train
-from training.cli import exit_status
-from training.examples import TrainingProblem
+from training.cli import run_training_command
 from training.label_selection import MIN_FALSE_NEGATIVES, MIN_FALSE_POSITIVES, MIN_TEST_IMAGES
 from training.sources import add_allowed_sources_argument, allowed_prefixes
 
@@ -135,28 +132,8 @@ def _request(args: argparse.Namespace) -> TrainingRequest:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        request = _request(args)
-    except SystemExit as exit_:
-        return exit_status(exit_)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging()
-    try:
-        result = train(request)
-    except TrainingProblem as exc:
-        result = {"Status": "TRAINING_FAILED", "StatusMessage": str(exc)}
-    except ValueError as exc:  # the model could not load, e.g. a bad --backbone
-        result = {"Status": "TRAINING_FAILED", "StatusMessage": f"{exc}"}
-    document = json.dumps(result, indent=2)
-    if args.result_file:
-        with open(args.result_file, "w", encoding="utf-8") as stream:
-            stream.write(document)
-    print(document)
-    return 0
+    """``python -m training.train_adapter``; returns the exit status (0 or 2)."""
+    return run_training_command(build_parser(), argv, _request, train)
 
 
 if __name__ == "__main__":

@@ -40,14 +40,11 @@ broke.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
 from collections.abc import Iterable
 
-from pipeline.logs import configure_logging
 from storage.settings import add_s3_arguments, s3_settings_from_arguments
-from training.cli import exit_status
+from training.cli import run_training_command
 from training.custom_labels_manifest import MAX_BOXES_PER_IMAGE, MAX_MANIFEST_LINES
 from training.custom_labels_training import (
     MAX_INVALID_SHARE,
@@ -56,13 +53,9 @@ from training.custom_labels_training import (
     TrainingRequest,
     train,
 )
-from training.examples import TrainingProblem
 from training.sources import add_allowed_sources_argument, allowed_prefixes
 
 __all__ = ["build_parser", "main"]
-
-_LOGGER = logging.getLogger(__name__)
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -146,35 +139,7 @@ def _request(args: argparse.Namespace) -> TrainingRequest:
 
 def main(argv: Iterable[str] | None = None) -> int:
     """``python -m training.train_custom_labels``; returns the exit status (0 or 2)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        request = _request(args)
-    except SystemExit as exit_:
-        return exit_status(exit_)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging()
-    try:
-        result = train(request)
-    except TrainingProblem as exc:
-        result = {
-            "Status": "TRAINING_FAILED",
-            "StatusMessage": str(exc),
-            **getattr(exc, "data_results", {}),
-        }
-    except ValueError as exc:  # e.g. the backbone could not load
-        _LOGGER.exception("Training failed")
-        result = {"Status": "TRAINING_FAILED", "StatusMessage": str(exc)}
-    if result["Status"] == "TRAINING_FAILED":
-        _LOGGER.warning("Training failed: %s", result["StatusMessage"])
-    document = json.dumps(result, indent=2)
-    if args.result_file:
-        with open(args.result_file, "w", encoding="utf-8") as stream:
-            stream.write(document)
-    print(document)
-    return 0
+    return run_training_command(build_parser(), argv, _request, train)
 
 
 if __name__ == "__main__":

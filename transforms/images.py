@@ -35,6 +35,7 @@ __all__ = [
     "MIN_SIDE",
     "LoadImages",
     "decode_image",
+    "open_image",
     "to_rgb",
 ]
 
@@ -58,8 +59,9 @@ _LARGE_DECODE_PIXELS = 4096 * 4096
 _LARGE_DECODES = threading.Semaphore(1)
 
 
-def decode_image(data: bytes, max_side: int = DECODE_MAX_SIDE) -> np.ndarray:
-    """JPEG or PNG bytes -> upright RGB array (uint8, HxWx3), longest side at most ``max_side``."""
+def open_image(data: bytes) -> tuple[Image.Image, str]:
+    """JPEG or PNG bytes opened (the header read, no pixels decoded) and their format, "JPEG"
+    or "PNG"; ImageProblem for anything else, a bomb, or a header that cannot be read."""
     try:
         # Between one and two times MAX_IMAGE_PIXELS Pillow only warns; the side check below
         # refuses those images anyway.
@@ -85,6 +87,12 @@ def decode_image(data: bytes, max_side: int = DECODE_MAX_SIDE) -> np.ndarray:
             ErrorCode.UNSUPPORTED_IMAGE_FORMAT,
             f"{image.format} images are not supported; use JPEG or PNG.",
         )
+    return image, image_format
+
+
+def decode_image(data: bytes, max_side: int = DECODE_MAX_SIDE) -> np.ndarray:
+    """JPEG or PNG bytes -> upright RGB array (uint8, HxWx3), longest side at most ``max_side``."""
+    image, image_format = open_image(data)
     width, height = image.size
     if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
         raise ImageProblem(
