@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -751,7 +754,7 @@ def _manifest_lines(path: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_custom_labels_end_to_end(tmp_path, buckets, moto_server, monkeypatch):
+def test_custom_labels_end_to_end(tmp_path, buckets, moto_server):
     """Sample sets in S3 -> a classifier and a detector trained, evaluated, started, asked
     (inline and from S3), one stopped, the other served again by a restarted server."""
     from training.custom_labels_samples import (
@@ -878,22 +881,34 @@ def test_custom_labels_end_to_end(tmp_path, buckets, moto_server, monkeypatch):
         assert found > 0
 
         # A bulk job runs the detector over the test manifest, named by its ARN, which the job
-        # resolves through this server.
-        from pipeline.run import run
-
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", API_KEY_ID)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", API_SECRET)
-        outcome = run(
+        # resolves through this server with the credentials of its environment.
+        environment = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+        }
+        environment.update(AWS_ACCESS_KEY_ID=API_KEY_ID, AWS_SECRET_ACCESS_KEY=API_SECRET)
+        job = subprocess.run(
             [
+                sys.executable,
+                "-m",
+                "pipeline.run",
                 f"--manifest={uploaded['detector'].test_manifest}",
                 "--output=s3://out-bucket/results/bulk-detector",
                 f"--custom_labels_model={arns['detector']}",
                 f"--rekognition_endpoint_url={server.endpoint}",
                 f"--s3_endpoint_url={moto_server}",
                 "--s3_region_name=us-east-1",
-            ]
+            ],
+            env=environment,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
-        assert outcome["statistics"]["valid-json-lines"] == local["detector"].test_images
+        assert job.returncode == 0, job.stderr[-3000:]
+        assert f"Analysed {local['detector'].test_images} of" in job.stdout
         body = s3.get_object(Bucket="out-bucket", Key="results/bulk-detector/results.jsonl")
         bulk = [json.loads(line) for line in body["Body"].read().splitlines()]
         assert all(set(line) == {"source-ref", "detect-custom-labels"} for line in bulk)
