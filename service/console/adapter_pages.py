@@ -23,7 +23,14 @@ from service.console.web import Console, action, api_message, page
 from service.errors import RequestError
 from training.label_selection import MIN_TEST_IMAGES
 
-__all__ = ["all_pages", "read_summary", "routes", "s3_asset", "trained_adapters"]
+__all__ = [
+    "all_pages",
+    "name_problem",
+    "read_summary",
+    "routes",
+    "s3_asset",
+    "trained_adapters",
+]
 
 FEATURE = "CONTENT_MODERATION"
 _NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
@@ -234,17 +241,9 @@ def routes(console: Console) -> list[Route]:
             for name in ("project", "new_project", "version_name", "test_set", "test_job")
         }
         project_name = values["new_project"] if values["project"] == "" else values["project"]
-        for what, name in (
-            ("Project name", project_name),
-            ("Version name", values["version_name"]),
-        ):
-            if not _NAME.match(name):
-                return await train_page(
-                    request,
-                    400,
-                    **values,
-                    error=f"{what} must be 1 to 255 letters, digits, '-', '_' or '.'.",
-                )
+        problem = name_problem(project_name, values["version_name"])
+        if problem:
+            return await train_page(request, 400, **values, error=problem)
         try:
             job = job_view(await console.call("GetMediaAnalysisJob", {"JobId": job_id}))
             training_uri = await export_ground_truth(console, job_id, job["min_confidence"])
@@ -302,6 +301,15 @@ def routes(console: Console) -> list[Route]:
         Route("/jobs/{job_id}/train", train_form, methods=["GET"]),
         Route("/jobs/{job_id}/train", train, methods=["POST"]),
     ]
+
+
+def name_problem(project_name: str, version_name: str) -> str:
+    """What is wrong with a project's or a version's name as a form gave them ("" if nothing):
+    the API's own rule for both."""
+    for what, name in (("Project name", project_name), ("Version name", version_name)):
+        if not _NAME.match(name):
+            return f"{what} must be 1 to 255 letters, digits, '-', '_' or '.'."
+    return ""
 
 
 def s3_asset(uri: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ boto3 client's requests.
 from __future__ import annotations
 
 import json
-import re
 import urllib.parse
 from typing import Any
 
@@ -19,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from service.console.adapter_pages import all_pages, read_summary, s3_asset
+from service.console.adapter_pages import all_pages, name_problem, read_summary, s3_asset
 from service.console.moderation_page import image_from_form
 from service.console.web import Console, action, api_message, page
 from service.errors import RequestError
@@ -27,7 +26,6 @@ from service.errors import RequestError
 __all__ = ["custom_labels_projects", "routes"]
 
 FEATURE = "CUSTOM_LABELS"
-_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,255}$")
 # Statuses a page refreshes itself through, until the model settles.
 _CHANGING = ("TRAINING_IN_PROGRESS", "STARTING", "STOPPING")
 
@@ -160,17 +158,9 @@ def routes(console: Console) -> list[Route]:
             )
         }
         project_name = values["project"] or values["new_project"]
-        for what, name in (
-            ("Project name", project_name),
-            ("Version name", values["version_name"]),
-        ):
-            if not _NAME.match(name):
-                return await list_page(
-                    request,
-                    400,
-                    **values,
-                    error=f"{what} must be 1 to 255 letters, digits, '-', '_' or '.'.",
-                )
+        problem = name_problem(project_name, values["version_name"])
+        if problem:
+            return await list_page(request, 400, **values, error=problem)
         try:
             training = {"Assets": [s3_asset(values["training_manifest"])]}
             testing: dict[str, Any] = (
