@@ -134,26 +134,26 @@ class TrainingRunner:
         command.append(
             f"--allowed_source_prefixes={allowed_source_prefixes(settings.allowed_locations)}"
         )
-        if version.custom_labels:
-            if request.get("KmsKeyId"):
-                command.append(f"--kms_key_id={request['KmsKeyId']}")
-            command += s3_flags(settings.s3)
-            command.append(f"--result_file={result_file}")
-            return command
+        adapter = not version.custom_labels
         threshold = request.get("FeatureConfig", {}).get("ContentModeration", {})
-        if "ConfidenceThreshold" in threshold:
+        if adapter and "ConfidenceThreshold" in threshold:
             command.append(f"--confidence_threshold={threshold['ConfidenceThreshold']}")
         if request.get("KmsKeyId"):
             command.append(f"--kms_key_id={request['KmsKeyId']}")
-        command.append(f"--components={settings.components}")
-        if settings.backbone:
-            command.append(f"--backbone={settings.backbone}")
-        from model.moderation_model import zero_shot_flags
-
-        command += zero_shot_flags(settings.zero_shot_model, settings.zero_shot_prompts)
+        if adapter:  # an adapter is trained on the base model the server runs
+            command += self._base_model_flags()
         command += s3_flags(settings.s3)
         command.append(f"--result_file={result_file}")
         return command
+
+    def _base_model_flags(self) -> list[str]:
+        from model.moderation_model import zero_shot_flags
+
+        settings = self.settings
+        flags = [f"--components={settings.components}"]
+        if settings.backbone:
+            flags.append(f"--backbone={settings.backbone}")
+        return flags + zero_shot_flags(settings.zero_shot_model, settings.zero_shot_prompts)
 
     def _run(self, version: VersionRecord) -> None:
         with self._slots:
@@ -209,33 +209,32 @@ class TrainingRunner:
             )
             return
         summary = result["Summary"]
+        evaluation = {
+            "billable_secs": billable_secs,
+            "f1": float(result["F1Score"]),
+            "summary_bucket": summary["Bucket"],
+            "summary_name": summary["Name"],
+        }
         if version.custom_labels:
             self.projects.mark_model_trained(
                 version.arn,
                 status_message=message or "The model is trained.",
-                billable_secs=billable_secs,
-                f1=float(result["F1Score"]),
-                summary_bucket=summary["Bucket"],
-                summary_name=summary["Name"],
                 model_uri=result["Model"],
                 model_kind=result["Kind"],
                 labels=[str(label) for label in result["Labels"]],
                 backbone_version=result.get("BackboneVersion"),
                 data_results=data_results,
+                **evaluation,
             )
-            _LOGGER.info("Trained %s: F1 %.3f", version.arn, float(result["F1Score"]))
-            return
-        self.projects.mark_trained(
-            version.arn,
-            status_message=message or "The adapter is trained.",
-            billable_secs=billable_secs,
-            f1=float(result["F1Score"]),
-            summary_bucket=summary["Bucket"],
-            summary_name=summary["Name"],
-            adapter_uri=result["Adapter"],
-            base_model_version=result["BaseModelVersion"],
-            backbone_version=result["BackboneVersion"],
-        )
+        else:
+            self.projects.mark_trained(
+                version.arn,
+                status_message=message or "The adapter is trained.",
+                adapter_uri=result["Adapter"],
+                base_model_version=result["BaseModelVersion"],
+                backbone_version=result["BackboneVersion"],
+                **evaluation,
+            )
         _LOGGER.info("Trained %s: F1 %.3f", version.arn, float(result["F1Score"]))
 
     def _fail(

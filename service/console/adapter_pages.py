@@ -25,7 +25,9 @@ from training.label_selection import MIN_TEST_IMAGES
 
 __all__ = [
     "all_pages",
+    "find_version",
     "name_problem",
+    "projects_with_versions",
     "read_summary",
     "routes",
     "s3_asset",
@@ -48,16 +50,21 @@ async def all_pages(console: Console, operation: str, params: dict, key: str) ->
         params["NextToken"] = answer["NextToken"]
 
 
-async def adapter_projects(console: Console) -> list[dict[str, Any]]:
-    """Every Custom Moderation project with its versions, newest first."""
+def _name_of(arn: str, marker: str) -> str:
+    return arn.split(marker, 1)[1].split("/")[0]
+
+
+async def projects_with_versions(console: Console, feature: str) -> list[dict[str, Any]]:
+    """Every project of ``feature`` (CONTENT_MODERATION, CUSTOM_LABELS) with its versions,
+    newest first, each with its ``Name``."""
     projects = await all_pages(
         console,
         "DescribeProjects",
-        {"Features": [FEATURE], "MaxResults": 100},
+        {"Features": [feature], "MaxResults": 100},
         "ProjectDescriptions",
     )
     for project in projects:
-        project["Name"] = project["ProjectArn"].split(":", 5)[-1].split("/")[1]
+        project["Name"] = _name_of(project["ProjectArn"], ":project/")
         versions = await all_pages(
             console,
             "DescribeProjectVersions",
@@ -65,9 +72,26 @@ async def adapter_projects(console: Console) -> list[dict[str, Any]]:
             "ProjectVersionDescriptions",
         )
         for version in versions:
-            version["Name"] = version["ProjectVersionArn"].split("/version/")[1].split("/")[0]
+            version["Name"] = _name_of(version["ProjectVersionArn"], "/version/")
         project["Versions"] = versions
     return projects
+
+
+async def find_version(
+    console: Console, feature: str, project_name: str, version_name: str
+) -> dict[str, Any] | None:
+    """The version of that name in the project of that name (with its ``ProjectArn``)."""
+    for project in await projects_with_versions(console, feature):
+        if project["Name"] == project_name:
+            for version in project["Versions"]:
+                if version["Name"] == version_name:
+                    return {**version, "ProjectArn": project["ProjectArn"]}
+    return None
+
+
+async def adapter_projects(console: Console) -> list[dict[str, Any]]:
+    """Every Custom Moderation project with its versions, newest first."""
+    return await projects_with_versions(console, FEATURE)
 
 
 async def trained_adapters(console: Console) -> list[dict[str, str]]:
@@ -131,19 +155,11 @@ def routes(console: Console) -> list[Route]:
             notice=request.query_params.get("notice", ""),
         )
 
-    async def find_version(project_name: str, version_name: str) -> dict[str, Any] | None:
-        for project in await adapter_projects(console):
-            if project["Name"] == project_name:
-                for version in project["Versions"]:
-                    if version["Name"] == version_name:
-                        return {**version, "ProjectArn": project["ProjectArn"]}
-        return None
-
     @page(console)
     async def adapter(request: Request) -> Response:
         project_name = request.path_params["project"]
         version_name = request.path_params["version"]
-        version = await find_version(project_name, version_name)
+        version = await find_version(console, FEATURE, project_name, version_name)
         if version is None:
             return console.error_page(
                 request, 404, "Adapter", f"No adapter {project_name} / {version_name}."
@@ -162,7 +178,9 @@ def routes(console: Console) -> list[Route]:
 
     @action(console)
     async def delete_version(request: Request) -> Response:
-        version = await find_version(request.path_params["project"], request.path_params["version"])
+        version = await find_version(
+            console, FEATURE, request.path_params["project"], request.path_params["version"]
+        )
         if version is None:
             return console.error_page(request, 404, "Adapter", "No such adapter.")
         try:

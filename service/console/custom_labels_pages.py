@@ -18,7 +18,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from service.console.adapter_pages import all_pages, name_problem, read_summary, s3_asset
+from service.console.adapter_pages import (
+    find_version,
+    name_problem,
+    projects_with_versions,
+    read_summary,
+    s3_asset,
+)
 from service.console.moderation_page import image_from_form
 from service.console.web import Console, action, api_message, page
 from service.errors import RequestError
@@ -30,30 +36,9 @@ FEATURE = "CUSTOM_LABELS"
 _CHANGING = ("TRAINING_IN_PROGRESS", "STARTING", "STOPPING")
 
 
-def _name_of(arn: str, marker: str) -> str:
-    return arn.split(marker, 1)[1].split("/")[0]
-
-
 async def custom_labels_projects(console: Console) -> list[dict[str, Any]]:
     """Every Custom Labels project with its versions, newest first."""
-    projects = await all_pages(
-        console,
-        "DescribeProjects",
-        {"Features": [FEATURE], "MaxResults": 100},
-        "ProjectDescriptions",
-    )
-    for project in projects:
-        project["Name"] = _name_of(project["ProjectArn"], ":project/")
-        versions = await all_pages(
-            console,
-            "DescribeProjectVersions",
-            {"ProjectArn": project["ProjectArn"], "MaxResults": 100},
-            "ProjectVersionDescriptions",
-        )
-        for version in versions:
-            version["Name"] = _name_of(version["ProjectVersionArn"], "/version/")
-        project["Versions"] = versions
-    return projects
+    return await projects_with_versions(console, FEATURE)
 
 
 def _label_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -96,14 +81,6 @@ def _boxes(response: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def routes(console: Console) -> list[Route]:
-    async def find_version(project_name: str, version_name: str) -> dict[str, Any] | None:
-        for project in await custom_labels_projects(console):
-            if project["Name"] == project_name:
-                for version in project["Versions"]:
-                    if version["Name"] == version_name:
-                        return {**version, "ProjectArn": project["ProjectArn"]}
-        return None
-
     def version_url(project_name: str, version_name: str, notice: str = "") -> str:
         url = (
             f"/console/custom-labels/{urllib.parse.quote(project_name, safe='')}/"
@@ -198,7 +175,7 @@ def routes(console: Console) -> list[Route]:
     async def version_page(request: Request, status: int = 200, **values: Any) -> Response:
         project_name = request.path_params["project"]
         version_name = request.path_params["version"]
-        version = await find_version(project_name, version_name)
+        version = await find_version(console, FEATURE, project_name, version_name)
         if version is None:
             return console.error_page(
                 request, 404, "Custom Labels", f"No model {project_name} / {version_name}."
@@ -237,7 +214,7 @@ def routes(console: Console) -> list[Route]:
     async def version_action(request: Request, operation: str, params: dict, notice: str):
         project_name = request.path_params["project"]
         version_name = request.path_params["version"]
-        version = await find_version(project_name, version_name)
+        version = await find_version(console, FEATURE, project_name, version_name)
         if version is None:
             return console.error_page(request, 404, "Custom Labels", "No such model.")
         try:
@@ -271,7 +248,9 @@ def routes(console: Console) -> list[Route]:
 
     @action(console)
     async def detect(request: Request) -> Response:
-        version = await find_version(request.path_params["project"], request.path_params["version"])
+        version = await find_version(
+            console, FEATURE, request.path_params["project"], request.path_params["version"]
+        )
         if version is None:
             return console.error_page(request, 404, "Custom Labels", "No such model.")
         form = await request.form(max_files=1, max_fields=20)
