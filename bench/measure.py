@@ -158,7 +158,7 @@ def measure_components(manifest: str, batch_size: int, count: int = 64) -> dict:
     model = load_moderation_model()
     images = [decode_image(open(path, "rb").read()) for path in _sources(manifest)[:count]]
     parts = {component.name: component.predict for component in model.components}
-    parts["backbone (TensorFlow)"] = model.backbone.run
+    parts["backbone"] = model.backbone.run
     embeddings = model.backbone.run(images).embeddings
     # The head reads embeddings, not images: time it on as many embeddings as the batch has.
     parts["content-types head"] = lambda batch: model.content_types_head.predict(

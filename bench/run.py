@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -45,14 +46,26 @@ def _on_cores(cores: int | None):
     return pin
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _measure(kind: str, manifest: str, *args: str, cores: int | None = None) -> dict:
+    """One ``bench.measure`` run in a fresh process, with the CPU time it and every process
+    it started used (worker processes are waited for, so their time is counted) and its wall
+    time, from which how many cores it kept busy on average."""
     command = [sys.executable, "-m", "bench.measure", kind, manifest, *args]
+    cpu_before, started = _children_cpu_seconds(), time.perf_counter()
     done = subprocess.run(
         command, capture_output=True, text=True, check=False, preexec_fn=_on_cores(cores)
     )
+    cpu, wall = _children_cpu_seconds() - cpu_before, time.perf_counter() - started
     for line in done.stdout.splitlines():
         if line.startswith("BENCH "):
-            return json.loads(line[len("BENCH ") :])
+            result = json.loads(line[len("BENCH ") :])
+            result.update(cpu_seconds=cpu, process_seconds=wall, cores_busy=cpu / wall)
+            return result
     raise RuntimeError(f"{kind} measurement failed:\n{done.stderr[-3000:]}")
 
 
@@ -105,7 +118,8 @@ def _row(name: str, result: dict) -> str:
     return (
         f"{name:<40} {result['images']:>7d} {result['seconds']:>9.1f} "
         f"{result['images_per_sec']:>9.1f} {_worker_rss(result):>9.0f} "
-        f"{result.get('processes', 1):>5d} {result.get('peak_total_pss_mb', 0):>9.0f}"
+        f"{result.get('processes', 1):>5d} {result.get('peak_total_pss_mb', 0):>9.0f} "
+        f"{result['cores_busy']:>6.2f}"
     )
 
 
@@ -265,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"{'measurement':<40} {'images':>7} {'seconds':>9} {'images/s':>9} {'peak MB':>9} "
-        f"{'procs':>5} {'PSS MB':>9}"
+        f"{'procs':>5} {'PSS MB':>9} {'cores':>6}"
     )
     for name, result in results.items():
         print(_row(name, result))
@@ -301,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         without = per_image_ms("pipeline, no backbone", STARTUP_NO_BACKBONE)
         bound = 1000 / results["bound (bare inference)"]["images_per_sec"]
         bound_without = 1000 / results["bound, no backbone"]["images_per_sec"]
-        backbone_ms = components["components"]["backbone (TensorFlow)"][sizes[-1]]
+        backbone_ms = components["components"]["backbone"][sizes[-1]]
         print(
             f"startup: {results[STARTUP]['seconds']:.1f} s with the backbone, "
             f"{results[STARTUP_NO_BACKBONE]['seconds']:.1f} s without"
@@ -328,6 +342,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{many} / {baseline}: {speedup:.2f} = {speedup / workers:.2f} x {workers} "
                     f"(images_per_sec; target 0.9 x {workers})"
+                )
+                # Images per CPU-second of the whole process tree: what each added worker
+                # costs, whatever share of the cores a lone worker could take for itself.
+                per_cpu = {
+                    name: results[name]["images"] / results[name]["cpu_seconds"]
+                    for name in (many, baseline)
+                }
+                print(
+                    f"  per CPU-second: {per_cpu[many]:.2f} against {per_cpu[baseline]:.2f} "
+                    f"images ({per_cpu[many] / per_cpu[baseline]:.2f}); cores kept busy: "
+                    f"{results[many]['cores_busy']:.2f} against "
+                    f"{results[baseline]['cores_busy']:.2f}"
                 )
         ratio(shared, many)
         for name in (one, many, shared):
