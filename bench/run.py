@@ -36,16 +36,16 @@ _CREDENTIALS = (
 )
 
 
-def _on_cores(cores: int | None):
+def _usable_cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def _pinned_to(cores: list[int] | None):
     """A ``preexec_fn`` that keeps the measured process (and the worker processes it starts)
-    on its first ``cores`` usable cores; None: all of them."""
+    on ``cores``; None: leaves it where it is."""
     if cores is None:
         return None
-
-    def pin() -> None:
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
-
-    return pin
+    return lambda: os.sched_setaffinity(0, cores)
 
 
 def _children_cpu_seconds() -> float:
@@ -53,27 +53,29 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _bench_result(kind: str, stdout: str, stderr: str) -> dict:
+    """The JSON object a ``bench.measure`` run printed."""
+    for line in stdout.splitlines():
+        if line.startswith("BENCH "):
+            return json.loads(line[len("BENCH ") :])
+    raise RuntimeError(f"{kind} measurement failed:\n{stderr[-3000:]}")
+
+
 def _measure(kind: str, manifest: str, *args: str, cores: int | None = None) -> dict:
-    """One ``bench.measure`` run in a fresh process, with the CPU time it and every process
-    it started used (worker processes are waited for, so their time is counted) and its wall
-    time, from which how many cores it kept busy on average."""
+    """One ``bench.measure`` run in a fresh process (on its first ``cores`` usable cores;
+    None: all), with the CPU time it and every process it started used (worker processes are
+    waited for, so their time is counted) and its wall time, from which how many cores it kept
+    busy on average."""
     command = [sys.executable, "-m", "bench.measure", kind, manifest, *args]
+    pinned = None if cores is None else _usable_cores()[:cores]
     cpu_before, started = _children_cpu_seconds(), time.perf_counter()
     done = subprocess.run(
-        command, capture_output=True, text=True, check=False, preexec_fn=_on_cores(cores)
+        command, capture_output=True, text=True, check=False, preexec_fn=_pinned_to(pinned)
     )
     cpu, wall = _children_cpu_seconds() - cpu_before, time.perf_counter() - started
-    for line in done.stdout.splitlines():
-        if line.startswith("BENCH "):
-            result = json.loads(line[len("BENCH ") :])
-            result.update(cpu_seconds=cpu, process_seconds=wall, cores_busy=cpu / wall)
-            return result
-    raise RuntimeError(f"{kind} measurement failed:\n{done.stderr[-3000:]}")
-
-
-def _pinned_to(core: int):
-    """A ``preexec_fn`` that keeps the process on ``core``."""
-    return lambda: os.sched_setaffinity(0, [core])
+    result = _bench_result(kind, done.stdout, done.stderr)
+    result.update(cpu_seconds=cpu, process_seconds=wall, cores_busy=cpu / wall)
+    return result
 
 
 def _measure_at_once(count: int, kind: str, manifest: str, *args: str) -> dict:
@@ -81,7 +83,7 @@ def _measure_at_once(count: int, kind: str, manifest: str, *args: str) -> dict:
     the machine itself gives ``count`` independent processes (shared caches, memory bandwidth,
     the host's scheduling), with no pipeline between them. Their images and rates add up."""
     command = [sys.executable, "-m", "bench.measure", kind, manifest, *args]
-    cores = sorted(os.sched_getaffinity(0))
+    cores = _usable_cores()
     cpu_before, started = _children_cpu_seconds(), time.perf_counter()
     running = [
         subprocess.Popen(
@@ -89,18 +91,13 @@ def _measure_at_once(count: int, kind: str, manifest: str, *args: str) -> dict:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_pinned_to(cores[i % len(cores)]),
+            preexec_fn=_pinned_to([cores[i % len(cores)]]),
         )
         for i in range(count)
     ]
-    outputs = [process.communicate() for process in running]
+    outputs = [process.communicate() for process in running]  # all of them, before any raises
     cpu, wall = _children_cpu_seconds() - cpu_before, time.perf_counter() - started
-    each = []
-    for stdout, stderr in outputs:
-        lines = [line for line in stdout.splitlines() if line.startswith("BENCH ")]
-        if not lines:
-            raise RuntimeError(f"{kind} measurement failed:\n{stderr[-3000:]}")
-        each.append(json.loads(lines[-1][len("BENCH ") :]))
+    each = [_bench_result(kind, stdout, stderr) for stdout, stderr in outputs]
     return {
         "images": sum(r["images"] for r in each),
         "seconds": max(r["seconds"] for r in each),
